@@ -12,7 +12,7 @@ _COLUMNS: Sequence[tuple[str, str, int]] = (
     ("term", "term", 30),
     ("term_count", "count", 7),
     ("decision_frontier", "frontier", 10),
-    ("confidence", "conf.", 5),
+    ("confidence", "conf.", 6),
     ("summary", "summary", 70),
 )
 

@@ -1,0 +1,184 @@
+"""The ``connector detect`` command: output contract, table, errors and exit codes."""
+
+import json
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from connector.cli import main
+from connector.config import load_use_cases
+from connector.sources.ndjson import NdjsonSource
+from connector.engine import run
+
+USE_CASE = """\
+[terms_rare_child]
+es_query_filter=tags:endpoint
+aggregator=OsqueryFilter.parentname
+target=OsqueryFilter.name
+target_count_method=within_aggregator
+trigger_on=low
+trigger_method=pct_of_avg_value
+trigger_sensitivity=1
+outlier_type=process execution
+outlier_reason=rare child process
+outlier_summary=rare child process {OsqueryFilter.name} for {OsqueryFilter.parentname}
+
+[terms_other]
+es_query_filter=tags:endpoint
+aggregator=host.name
+target=OsqueryFilter.name
+target_count_method=within_aggregator
+trigger_on=low
+trigger_method=float
+trigger_sensitivity=2
+"""
+
+
+def _event(parent: str, child: str) -> dict:
+    return {"host": {"name": "WS-1"}, "OsqueryFilter": {"parentname": parent, "name": child}}
+
+
+def _write_events(path: Path, *, common: int, rare: int = 1) -> Path:
+    """chrome.exe starts chrome.exe ``common`` times and cmd.exe ``rare`` times."""
+    with path.open("w") as handle:
+        for number in range(common):
+            handle.write(json.dumps({"_id": f"c{number}", "_index": "osq", "_source": _event("chrome.exe", "chrome.exe")}))
+            handle.write("\n")
+        for number in range(rare):
+            handle.write(json.dumps({"_id": f"r{number}", "_index": "osq", "_source": _event("chrome.exe", "cmd.exe")}))
+            handle.write("\n")
+    return path
+
+
+@pytest.fixture
+def use_case_file(tmp_path: Path) -> Path:
+    path = tmp_path / "use_cases.ini"
+    path.write_text(USE_CASE)
+    return path
+
+
+def test_json_output_is_the_documented_contract(tmp_path, use_case_file):
+    """Top-level keys and per-outlier keys are exactly the documented ones, with exact values."""
+    events = _write_events(tmp_path / "events.ndjson", common=300)
+    result = CliRunner().invoke(main, ["detect", "--config", str(use_case_file), "--events", str(events)])
+    assert result.exit_code == 0, result.output
+    output = json.loads(result.stdout)
+    assert output == {
+        "use_case": "terms_rare_child",
+        "events_analyzed": 301,
+        "outliers": [
+            {
+                "_id": "r0",
+                "_index": "osq",
+                "aggregator": "chrome.exe",
+                "term": "cmd.exe",
+                "term_count": 1,
+                # mean(300, 1) * 0.01
+                "decision_frontier": pytest.approx(1.505, abs=1e-12),
+                "trigger_method": "pct_of_avg_value",
+                # (1.505 - 1) / 1.505
+                "confidence": pytest.approx(0.505 / 1.505, abs=1e-12),
+                "type": ["process execution"],
+                "reason": ["rare child process"],
+                "summary": "rare child process cmd.exe for chrome.exe",
+            }
+        ],
+    }
+
+
+def test_use_case_is_selected_by_section_or_model_name(tmp_path, use_case_file):
+    """--use-case accepts terms_other and other; the output names the section."""
+    events = _write_events(tmp_path / "events.ndjson", common=5)
+    for name in ("terms_other", "other"):
+        result = CliRunner().invoke(
+            main, ["detect", "--config", str(use_case_file), "--events", str(events), "--use-case", name]
+        )
+        assert result.exit_code == 0, result.output
+        output = json.loads(result.stdout)
+        assert output["use_case"] == "terms_other"
+        # float frontier 2: under WS-1, cmd.exe (1 < 2) is flagged, chrome.exe (5) is not
+        assert [(o["_id"], o["term"], o["decision_frontier"]) for o in output["outliers"]] == [
+            ("r0", "cmd.exe", 2.0)
+        ]
+
+
+def test_table_format_lists_each_outlier_for_people(tmp_path, use_case_file):
+    """The table has a header line with totals and one row per outlier."""
+    events = _write_events(tmp_path / "events.ndjson", common=300)
+    result = CliRunner().invoke(
+        main, ["detect", "--config", str(use_case_file), "--events", str(events), "--format", "table"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "terms_rare_child: 1 outlier in 301 events"
+    assert lines[2].split() == ["event", "id", "aggregator", "term", "count", "frontier", "conf.", "summary"]
+    assert lines[4].split()[:6] == ["r0", "chrome.exe", "cmd.exe", "1", "1.505", "0.3355"]
+
+
+def test_unknown_use_case_is_a_usage_error_listing_the_known_ones(tmp_path, use_case_file):
+    """Exit 2 and a message naming the defined sections."""
+    events = _write_events(tmp_path / "events.ndjson", common=1)
+    result = CliRunner().invoke(
+        main, ["detect", "--config", str(use_case_file), "--events", str(events), "--use-case", "nope"]
+    )
+    assert result.exit_code == 2
+    assert "unknown use case 'nope'" in result.stderr
+    assert "terms_rare_child, terms_other" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "message"),
+    [
+        ('{"a": 1}\n{"a": \n', 2, "not valid JSON"),
+        ('{"a": 1}\n\n[1, 2]\n', 3, "a JSON list where an object was expected"),
+        ('{"_id": "x", "_source": "text"}\n', 1, '"_source" must be a JSON object'),
+        (b'{"a": "\xff"}\n', 1, "not UTF-8"),
+    ],
+    ids=["truncated-json", "array-line", "source-not-object", "bad-encoding"],
+)
+def test_bad_events_file_names_the_line(tmp_path, use_case_file, content, line, message):
+    """A bad line stops the run with exit 2 and 'file:line: reason', and no JSON on stdout."""
+    events = tmp_path / "bad.ndjson"
+    if isinstance(content, bytes):
+        events.write_bytes(content)
+    else:
+        events.write_text(content)
+    result = CliRunner().invoke(main, ["detect", "--config", str(use_case_file), "--events", str(events)])
+    assert result.exit_code == 2
+    assert f"bad.ndjson:{line}: " in result.stderr
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+def test_bad_config_is_exit_2_naming_file_section_and_option(tmp_path):
+    """Configuration problems are usage errors (exit 2) with the place to fix."""
+    config = tmp_path / "broken.ini"
+    config.write_text(USE_CASE.replace("trigger_method=float", "trigger_method=median"))
+    events = _write_events(tmp_path / "events.ndjson", common=1)
+    result = CliRunner().invoke(main, ["detect", "--config", str(config), "--events", str(events)])
+    assert result.exit_code == 2
+    assert "broken.ini [terms_other] trigger_method: unknown value 'median'" in result.stderr
+
+
+def _peak_bytes_of_detection(config: Path, events: Path) -> int:
+    use_case = load_use_cases(config).select()
+    tracemalloc.start()
+    try:
+        result = run(NdjsonSource(events), use_case)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(result.outliers) == 1
+    return peak
+
+
+def test_memory_does_not_grow_with_file_length_for_fixed_distinct_pairs(tmp_path, use_case_file):
+    """Streaming: 16x the lines with the same pairs must not need (much) more memory."""
+    small = _write_events(tmp_path / "small.ndjson", common=2_000)
+    large = _write_events(tmp_path / "large.ndjson", common=32_000)
+    small_peak = _peak_bytes_of_detection(use_case_file, small)
+    large_peak = _peak_bytes_of_detection(use_case_file, large)
+    # Loading the large file whole would take tens of MB; streaming stays within a few KB.
+    assert large_peak < small_peak * 1.5 + 64 * 1024, (small_peak, large_peak)
