@@ -1,0 +1,559 @@
+#!/usr/bin/env python3
+"""Fetch, start and stop a real single-node Elasticsearch for tests, CI and benchmarks.
+
+Why this exists: the connector's queries (composite/terms aggregations, bulk writes, PIT) must be checked
+against a real node, not a fake. Elastic publishes a small "integ-test-zip" distribution (no bundled JDK,
+only the core modules) on Maven Central; this script downloads it with ``mvn``, verifies a pinned SHA-512,
+unpacks it once into a cache outside git, and runs throw-away nodes from it.
+
+Standard library only: it runs before (and independently of) the package's own dependencies.
+
+CLI::
+
+    python scripts/es_node.py fetch
+    python scripts/es_node.py start [--port N] [--workdir DIR]   # prints ES_URL=..., leaves the node running
+    python scripts/es_node.py stop --workdir DIR
+
+Environment: ``RCP_ES_VERSION`` (default :data:`DEFAULT_VERSION`), ``RCP_ES_SHA512`` (required for a version
+without a pinned hash), ``RCP_ES_CACHE`` (default ``~/.cache/rare-child-connector/elasticsearch``),
+``ES_JAVA_HOME`` (default: a JDK known to suit the major version), ``RCP_ES_USER`` (the account used when
+running as root, default ``rcp-es``: Elasticsearch refuses to run as root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_VERSION = "8.19.21"
+#: SHA-512 of ``org.elasticsearch.distribution.integ-test-zip:elasticsearch:<version>:zip`` (Maven Central).
+PINNED_SHA512: dict[str, str] = {
+    "8.19.21": "cf6b0a93860d329937ae7f913ec5073b0c726c77639764b93fc83a304aa1dd9d"
+    "4defcfa2849948eea3b0b47c2065f994908603939fc2a4774c9c4d868c5ec1dd",
+}
+#: JDKs known to run each major version on this project's machines (8.x needs >= 17, 9.x >= 21).
+DEFAULT_JAVA_HOMES: dict[int, tuple[str, ...]] = {
+    8: ("/usr/lib/jvm/java-17-openjdk-amd64", "/usr/lib/jvm/java-21-openjdk-amd64"),
+    9: ("/usr/lib/jvm/java-21-openjdk-amd64", "/usr/lib/jvm/temurin-25-jdk-amd64"),
+}
+MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+CLUSTER_NAME = "rcp-test"
+DEFAULT_ES_USER = "rcp-es"
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 60.0
+STATE_FILE = "node.json"
+_VERIFIED_MARKER = ".rcp-verified-sha512"
+
+
+class NodeError(RuntimeError):
+    """Fetching, starting or stopping the node failed; the message says what was tried and what happened."""
+
+
+# --------------------------------------------------------------------------------------------------- fetch
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Which zip to use and the hash it must have."""
+
+    version: str
+    sha512: str
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".", 1)[0])
+
+    @property
+    def maven_artifact(self) -> str:
+        return f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{self.version}:zip"
+
+    @property
+    def zip_name(self) -> str:
+        return f"elasticsearch-{self.version}.zip"
+
+
+def resolve_distribution(env: dict[str, str] | None = None) -> Distribution:
+    """Version from ``RCP_ES_VERSION``; hash from ``RCP_ES_SHA512`` or the pinned table (never unchecked)."""
+    env = dict(os.environ) if env is None else env
+    version = env.get("RCP_ES_VERSION") or DEFAULT_VERSION
+    sha = (env.get("RCP_ES_SHA512") or PINNED_SHA512.get(version, "")).strip().lower()
+    if not sha:
+        raise NodeError(
+            f"no SHA-512 pinned for Elasticsearch {version} in scripts/es_node.py; "
+            "add it to PINNED_SHA512 or set RCP_ES_SHA512"
+        )
+    if len(sha) != 128 or any(c not in "0123456789abcdef" for c in sha):
+        raise NodeError(f"SHA-512 for Elasticsearch {version} is not 128 hex digits: {sha!r}")
+    return Distribution(version, sha)
+
+
+def default_cache_dir(env: dict[str, str] | None = None) -> Path:
+    """Kept outside the git tree: the zip is ~107 MB and the unpacked tree ~125 MB."""
+    env = dict(os.environ) if env is None else env
+    if env.get("RCP_ES_CACHE"):
+        return Path(env["RCP_ES_CACHE"]).expanduser()
+    return Path.home() / ".cache" / "rare-child-connector" / "elasticsearch"
+
+
+def sha512_of(path: Path) -> str:
+    h = hashlib.sha512()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_sha512(path: Path, expected: str) -> None:
+    """Raise :class:`NodeError` unless ``path`` hashes to ``expected`` (Maven's own .sha1 check is weak)."""
+    actual = sha512_of(path)
+    if actual != expected.lower():
+        raise NodeError(f"SHA-512 mismatch for {path}:\n  expected {expected}\n  actual   {actual}")
+
+
+def safe_extract(zip_path: Path, dest: Path) -> None:
+    """Unzip keeping Unix modes (zipfile drops them; bin/ must stay executable); refuse escaping paths."""
+    root = dest.resolve()
+    with zipfile.ZipFile(zip_path) as zf:
+        for info in zf.infolist():
+            target = (dest / info.filename).resolve()
+            if target != root and root not in target.parents:
+                raise NodeError(f"refusing zip entry outside the target directory: {info.filename!r}")
+            zf.extract(info, dest)
+            mode = (info.external_attr >> 16) & 0o7777
+            if mode:
+                os.chmod(target, mode)
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """Serialise concurrent fetches (e.g. two pytest sessions) on the same cache."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _download_with_maven(dist: Distribution, out_dir: Path) -> Path:
+    mvn = shutil.which("mvn")
+    cmd = [
+        "mvn", "-B", "-q", "-C", f"{MAVEN_DEPENDENCY_PLUGIN}:copy",
+        f"-Dartifact={dist.maven_artifact}", f"-DoutputDirectory={out_dir}",
+    ]  # fmt: skip
+    if mvn is None:
+        raise NodeError(
+            f"cannot fetch Elasticsearch {dist.version}: 'mvn' is not on PATH. Tried: {' '.join(cmd)} "
+            "(install Maven, or put the zip into the cache dir yourself; RCP_ES_CACHE overrides it)"
+        )
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise NodeError(
+            f"cannot fetch Elasticsearch {dist.version}: timed out after 900 s: {' '.join(cmd)}"
+        ) from exc
+    produced = out_dir / dist.zip_name
+    if proc.returncode != 0 or not produced.is_file():
+        output = (proc.stdout + proc.stderr).strip()[-4000:]
+        raise NodeError(
+            f"cannot fetch Elasticsearch {dist.version} from Maven Central (exit {proc.returncode}).\n"
+            f"Tried: {' '.join(cmd)}\n{output}"
+        )
+    return produced
+
+
+def ensure_distribution(dist: Distribution | None = None, cache_dir: Path | None = None) -> Path:
+    """Return an unpacked, hash-verified Elasticsearch home in the cache, downloading/unpacking only once."""
+    dist = dist or resolve_distribution()
+    cache = cache_dir or default_cache_dir()
+    home = cache / f"elasticsearch-{dist.version}"
+    marker = home / _VERIFIED_MARKER
+    if marker.is_file() and marker.read_text().strip() == dist.sha512:
+        return home
+    with _locked(cache / ".lock"):
+        if marker.is_file() and marker.read_text().strip() == dist.sha512:
+            return home  # another process finished it while we waited
+        zip_path = cache / dist.zip_name
+        if zip_path.is_file():
+            try:
+                verify_sha512(zip_path, dist.sha512)
+            except NodeError:
+                zip_path.unlink()  # stale or corrupted: fetch again
+        if not zip_path.is_file():
+            with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
+                fetched = _download_with_maven(dist, Path(tmp))
+                verify_sha512(fetched, dist.sha512)
+                fetched.replace(zip_path)
+        if home.exists():
+            shutil.rmtree(home)  # unverified leftovers of an interrupted unpack
+        with tempfile.TemporaryDirectory(dir=cache, prefix=".unpack-") as tmp:
+            safe_extract(zip_path, Path(tmp))
+            unpacked = Path(tmp) / f"elasticsearch-{dist.version}"
+            if not (unpacked / "bin" / "elasticsearch").is_file():
+                raise NodeError(f"{zip_path} does not contain elasticsearch-{dist.version}/bin/elasticsearch")
+            unpacked.replace(home)
+        marker.write_text(dist.sha512 + "\n")
+    return home
+
+
+# --------------------------------------------------------------------------------------------------- start
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS considers free now (a tiny race remains; start_node then fails loudly, not silently)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def render_config(port: int, data_dir: Path, logs_dir: Path) -> str:
+    """elasticsearch.yml for a disposable loopback node.
+
+    Fixed http.port (the default 9200-9300 range silently moves on); security off (also skips the TLS
+    auto-configuration); disk thresholds and the real-memory breaker off so a busy CI box cannot turn the
+    node read-only or trip breakers; wildcard deletes allowed for cleanup of test-owned patterns.
+    """
+    settings = {
+        "cluster.name": CLUSTER_NAME,
+        "node.name": "rcp-test-node",
+        "discovery.type": "single-node",
+        "network.host": "127.0.0.1",
+        "http.port": str(port),
+        "path.data": str(data_dir),
+        "path.logs": str(logs_dir),
+        "xpack.security.enabled": "false",
+        "cluster.routing.allocation.disk.threshold_enabled": "false",
+        "action.destructive_requires_name": "false",
+        "indices.breaker.total.use_real_memory": "false",
+    }
+    return "".join(f"{key}: {json.dumps(value)}\n" for key, value in settings.items())
+
+
+def default_java_home(dist: Distribution, env: dict[str, str] | None = None) -> Path:
+    """``ES_JAVA_HOME`` if set (the zip bundles no JDK and ignores JAVA_HOME), else a known-good JDK."""
+    env = dict(os.environ) if env is None else env
+    if env.get("ES_JAVA_HOME"):
+        return Path(env["ES_JAVA_HOME"])
+    candidates = DEFAULT_JAVA_HOMES.get(dist.major, ())
+    for candidate in candidates:
+        if (Path(candidate) / "bin" / "java").is_file():
+            return Path(candidate)
+    raise NodeError(
+        f"no JDK for Elasticsearch {dist.version}: set ES_JAVA_HOME (looked in {list(candidates)})"
+    )
+
+
+def _es_user() -> pwd.struct_passwd | None:
+    """None when not root (run as the current user); else the dedicated account, created on first use."""
+    if os.geteuid() != 0:
+        return None
+    name = os.environ.get("RCP_ES_USER", DEFAULT_ES_USER)
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        return pwd.getpwnam(name)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Hard-link read-only distribution files (fast, no extra disk); copy across filesystems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _ancestors_traversable(path: Path) -> bool:
+    """Whether another user (the ES account) can reach ``path`` through its parent directories."""
+    return all(parent.stat().st_mode & stat.S_IXOTH for parent in path.parents)
+
+
+def _chown_tree(path: Path, user: pwd.struct_passwd) -> None:
+    for root, dirs, files in os.walk(path):
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            os.chown(name, user.pw_uid, user.pw_gid, follow_symlinks=False)
+
+
+def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie counts as gone (the daemonised node is not our child to reap)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def _pid_belongs_to(pid: int, workdir: Path) -> bool:
+    """Guard against pid reuse and bystanders: only a JVM whose ``-Des.path.home`` is our workdir's home.
+
+    (Matching the bare workdir path would also hit e.g. ``es_node.py stop --workdir DIR`` itself.)
+    """
+    if pid == os.getpid():
+        return False
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return f"-Des.path.home={workdir / 'home'}" in args
+
+
+def _pids_using(workdir: Path) -> set[int]:
+    """Live Elasticsearch JVMs (launcher or server) running from ``workdir``.
+
+    Safety net for a launcher that timed out before the node wrote its pid file.
+    """
+    return {
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _pid_alive(int(entry.name)) and _pid_belongs_to(int(entry.name), workdir)
+    }
+
+
+def cluster_health_ok(url: str, timeout_s: float = 10.0) -> bool:
+    """True once the node answers health with at least yellow (GET / is 405 on this zip: no rest-root)."""
+    request = f"{url}/_cluster/health?wait_for_status=yellow&timeout=5s"
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):  # refused = still booting; 408/503 = not ready yet
+        return False
+
+
+@dataclass
+class RunningNode:
+    """A started node; :meth:`stop` is safe to call more than once.
+
+    ``workdir`` is the caller's directory (holds node.json); ``run_dir`` holds home/config/data/logs and
+    is the same directory unless it had to be relocated (see :func:`start_node`).
+    """
+
+    url: str
+    pid: int
+    port: int
+    workdir: Path
+    run_dir: Path
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    def log_text(self, max_chars: int = 20000) -> str:
+        """Launcher output plus the tail of the node's own log, for failure messages."""
+        parts = []
+        for path in [self.run_dir / "launcher.out", *sorted(self.logs_dir.glob("*.log"))]:
+            if path.is_file():
+                text = path.read_text(errors="replace")
+                parts.append(f"===== {path} =====\n{text[-max_chars:]}")
+        return "\n".join(parts) or f"(no logs in {self.run_dir})"
+
+    def live_pids(self) -> set[int]:
+        """The node's JVMs still running (the pid file's, plus any found by their ES home path)."""
+        pids = _pids_using(self.run_dir)
+        if self.pid and _pid_alive(self.pid) and _pid_belongs_to(self.pid, self.run_dir):
+            pids.add(self.pid)
+        return pids
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM (graceful shutdown), wait, then SIGKILL and wait: never leave a JVM behind.
+
+        Rescans while waiting, so a server spawned by a still-running launcher is caught too.
+        A relocated run dir is removed afterwards, its logs copied into ``workdir/logs`` first.
+        """
+        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
+            deadline = time.monotonic() + wait_s
+            signalled: set[int] = set()
+            while pids := self.live_pids():
+                for pid in pids - signalled:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
+                    signalled.add(pid)
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            else:
+                break
+        else:
+            raise NodeError(f"Elasticsearch pid(s) {sorted(self.live_pids())} survived SIGKILL")
+        if self.run_dir != self.workdir and self.run_dir.is_dir():
+            if self.logs_dir.is_dir():
+                shutil.copytree(self.logs_dir, self.workdir / "logs", dirs_exist_ok=True)
+            if (self.run_dir / "launcher.out").is_file():
+                shutil.copy2(self.run_dir / "launcher.out", self.workdir / "launcher.out")
+            shutil.rmtree(self.run_dir)
+            link = self.workdir / "node"
+            if link.is_symlink():
+                link.unlink()
+
+    def save(self) -> None:
+        state = {"url": self.url, "pid": self.pid, "port": self.port, "run_dir": str(self.run_dir)}
+        (self.workdir / STATE_FILE).write_text(json.dumps(state) + "\n")
+
+    @classmethod
+    def load(cls, workdir: Path) -> RunningNode:
+        state = json.loads((workdir / STATE_FILE).read_text())
+        return cls(state["url"], int(state["pid"]), int(state["port"]), workdir, Path(state["run_dir"]))
+
+
+def start_node(
+    workdir: Path,
+    port: int | None = None,
+    heap_mb: int = 512,
+    timeout_s: float = START_TIMEOUT_S,
+) -> RunningNode:
+    """Start a single node with everything (home, config, data, logs, tmp) under ``workdir``; wait for yellow.
+
+    The distribution is hard-linked into ``home/``: the cache may live under /root (0700, out of the ES
+    user's reach), and the launcher may write (gc.log, heap dumps) relative to ES_HOME, so home and
+    home/logs are made writable for the ES user. As root, when the ES user cannot traverse workdir's
+    parents (pytest's /tmp/pytest-of-root is 0700, and every new root pytest session re-tightens it, so
+    loosening it is racy), the files go to a private /tmp/rcp-es-* dir instead, linked as ``workdir/node``
+    and removed by :meth:`RunningNode.stop`. On any failure, or Ctrl-C, the node is stopped;
+    :class:`NodeError` carries the launcher output and the node's log.
+    """
+    dist = resolve_distribution()
+    cached_home = ensure_distribution(dist)
+    java_home = default_java_home(dist)
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    user = _es_user()
+    run_dir = workdir
+    if user is not None and not _ancestors_traversable(workdir):
+        run_dir = Path(tempfile.mkdtemp(prefix="rcp-es-", dir="/tmp"))
+        (workdir / "node").unlink(missing_ok=True)
+        (workdir / "node").symlink_to(run_dir)
+    port = port or free_port()
+    home, conf, data, logs, tmp = (run_dir / n for n in ("home", "config", "data", "logs", "tmp"))
+    if home.exists():
+        shutil.rmtree(home)
+    shutil.copytree(cached_home, home, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("config"))
+    if conf.exists():
+        shutil.rmtree(conf)
+    shutil.copytree(cached_home / "config", conf)
+    (conf / "elasticsearch.yml").write_text(render_config(port, data, logs))
+    for d in (data, logs, tmp, home / "logs"):
+        d.mkdir(parents=True, exist_ok=True)
+    pid_file = run_dir / "es.pid"
+    pid_file.unlink(missing_ok=True)
+
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG": "C.UTF-8",
+        "ES_JAVA_HOME": str(java_home),
+        "ES_JAVA_OPTS": f"-Xms{heap_mb}m -Xmx{heap_mb}m",
+        "ES_PATH_CONF": str(conf),
+        "ES_TMPDIR": str(tmp),
+    }
+    launcher = [str(home / "bin" / "elasticsearch"), "-d", "-p", str(pid_file)]
+    if user is not None:
+        for d in (run_dir, home, home / "logs"):  # home's linked files stay root-owned and read-only
+            os.chown(d, user.pw_uid, user.pw_gid)
+        for d in (conf, data, logs, tmp):
+            _chown_tree(d, user)
+        launcher = ["runuser", "-u", user.pw_name, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()),
+                    *launcher]  # fmt: skip
+
+    node = RunningNode(f"http://127.0.0.1:{port}", pid=0, port=port, workdir=workdir, run_dir=run_dir)
+    node.save()  # before launching: `stop --workdir` can then clean up even an interrupted start
+    try:
+        _launch_and_wait(node, launcher, env, pid_file, timeout_s)
+    except BaseException:  # NodeError, but also Ctrl-C: never leave a half-started JVM behind
+        node.stop()
+        raise
+    return node
+
+
+def _launch_and_wait(
+    node: RunningNode, launcher: list[str], env: dict[str, str], pid_file: Path, timeout_s: float
+) -> None:
+    started = time.monotonic()
+    with (node.run_dir / "launcher.out").open("w") as out:
+        try:
+            # -d: the launcher returns once the daemonised node has started (or failed to).
+            proc = subprocess.run(launcher, env=env, cwd=node.run_dir / "home", stdout=out,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout_s,
+                                  check=False)  # fmt: skip
+            returncode: int | None = proc.returncode
+        except subprocess.TimeoutExpired:
+            returncode = None
+    if pid_file.is_file():
+        node.pid = int(pid_file.read_text().strip())
+        node.save()
+    if returncode != 0:
+        what = "timed out" if returncode is None else f"exited {returncode}"
+        raise NodeError(f"Elasticsearch launcher {what}: {' '.join(launcher)}\n{node.log_text()}")
+    while not cluster_health_ok(node.url):
+        if not _pid_alive(node.pid) or time.monotonic() - started > timeout_s:
+            raise NodeError(
+                f"Elasticsearch at {node.url} not healthy within {timeout_s:.0f} s\n{node.log_text()}"
+            )
+        time.sleep(0.5)
+
+
+# --------------------------------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("fetch", help="download (mvn), verify SHA-512 and unpack the zip into the cache")
+    start = sub.add_parser("start", help="start a node, wait for health, print ES_URL and leave it running")
+    start.add_argument("--port", type=int, default=None, help="HTTP port (default: a free one)")
+    start.add_argument("--workdir", type=Path, default=None, help="default: a new /tmp/rcp-es-* directory")
+    start.add_argument("--heap-mb", type=int, default=512)
+    stop = sub.add_parser("stop", help="stop the node started in --workdir (SIGTERM, then SIGKILL)")
+    stop.add_argument("--workdir", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "fetch":
+            home = ensure_distribution()
+            print(f"ES_HOME={home}")
+        elif args.command == "start":
+            workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rcp-es-"))
+            began = time.monotonic()
+            node = start_node(workdir, port=args.port, heap_mb=args.heap_mb)
+            print(f"ES_URL={node.url}")
+            print(f"ES_PID={node.pid}")
+            print(f"ES_WORKDIR={node.workdir}")
+            if node.run_dir != node.workdir:
+                print(f"ES_RUN_DIR={node.run_dir}")
+            print(f"# healthy after {time.monotonic() - began:.1f} s; stop with: "
+                  f"python {sys.argv[0]} stop --workdir {node.workdir}", file=sys.stderr)  # fmt: skip
+        else:
+            workdir = args.workdir.resolve()
+            if not (workdir / STATE_FILE).is_file():
+                print(f"no node state in {workdir}; nothing to stop", file=sys.stderr)
+                return 0
+            RunningNode.load(workdir).stop()
+            print(f"stopped node in {workdir}")
+    except NodeError as exc:
+        print(f"es_node: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Fixtures giving integration tests a REAL Elasticsearch node (no mocks, no fakes).
+
+``ES_URL`` set: that cluster is used and must answer health (unreachable = failure, not skip).
+Unset: ``scripts/es_node.py`` fetches the pinned integ-test-zip (once, cached) and starts a throw-away
+node for the session, stopped in a ``finally``. If it cannot start, every test errors with the node's log.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from elasticsearch import ApiError, Elasticsearch, TransportError
+
+_HERE = Path(__file__).resolve().parent
+_ES_NODE_SCRIPT = _HERE.parents[1] / "scripts" / "es_node.py"
+
+
+def load_es_node() -> ModuleType:
+    """Import scripts/es_node.py (a stand-alone script, not part of the installed package)."""
+    name = "rcp_es_node"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, _ES_NODE_SCRIPT)
+        assert spec is not None and spec.loader is not None, _ES_NODE_SCRIPT
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses resolve their module through sys.modules
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/integration gets the ``integration`` marker (``-m "not integration"``)."""
+    for item in items:
+        if _HERE in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def _check_reachable(url: str) -> None:
+    client = Elasticsearch(url, request_timeout=30)
+    try:
+        client.cluster.health(wait_for_status="yellow", timeout="20s")
+        return
+    except (ApiError, TransportError) as exc:
+        problem = repr(exc)
+    finally:
+        client.close()
+    pytest.fail(f"ES_URL={url} is set but the cluster is not healthy/reachable: {problem}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def es_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a healthy cluster: ``ES_URL`` if set, else a node started for this session."""
+    external = os.environ.get("ES_URL")
+    if external:
+        _check_reachable(external)
+        yield external
+        return
+    es_node = load_es_node()
+    try:
+        node = es_node.start_node(tmp_path_factory.mktemp("es-node"))
+    except es_node.NodeError as exc:
+        problem = str(exc)  # fail outside the except block: no chained traceback noise
+    else:
+        problem = ""
+    if problem:
+        pytest.fail(f"could not start the test Elasticsearch node:\n{problem}", pytrace=False)
+    try:
+        yield node.url
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="session")
+def es_client(es_url: str) -> Iterator[Elasticsearch]:
+    """An 8.x client (the project pins elasticsearch>=8.19,<9) with a generous timeout for slow CI boxes."""
+    client = Elasticsearch(es_url, request_timeout=30)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def index_name(es_client: Elasticsearch) -> Iterator[str]:
+    """A fresh ``rcp-test-<uuid>`` index name; that one index (never a wildcard) is deleted afterwards."""
+    name = f"rcp-test-{uuid.uuid4().hex}"
+    yield name
+    es_client.indices.delete(index=name, ignore_unavailable=True)

@@ -1,0 +1,220 @@
+"""Unit tests for the Java-free parts of scripts/es_node.py (hashing, caching, config, process matching)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import socket
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "es_node.py"
+
+
+def _load() -> ModuleType:
+    name = "rcp_es_node"  # same name as tests/integration/conftest.py uses: one module object
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, _SCRIPT)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+es_node = _load()
+
+
+def _make_zip(path: Path, version: str, extra: dict[str, str] | None = None) -> str:
+    """A miniature distribution zip; returns its SHA-512."""
+    with zipfile.ZipFile(path, "w") as zf:
+        launcher = zipfile.ZipInfo(f"elasticsearch-{version}/bin/elasticsearch")
+        launcher.external_attr = 0o100755 << 16
+        zf.writestr(launcher, "#!/bin/sh\n")
+        for name, text in (extra or {}).items():
+            zf.writestr(name, text)
+    return hashlib.sha512(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def no_mvn(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An empty PATH: any attempt to download must fail instead of reaching the network."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+
+def test_verify_sha512_accepts_the_right_file(tmp_path: Path) -> None:
+    """Pins that a matching hash (any case) passes silently."""
+    f = tmp_path / "a.zip"
+    f.write_bytes(b"elasticsearch")
+    es_node.verify_sha512(f, hashlib.sha512(b"elasticsearch").hexdigest().upper())
+
+
+def test_verify_sha512_refuses_a_corrupted_file(tmp_path: Path) -> None:
+    """Pins that one flipped byte is refused, naming both hashes."""
+    f = tmp_path / "a.zip"
+    f.write_bytes(b"elasticsearcH")
+    with pytest.raises(es_node.NodeError, match="SHA-512 mismatch"):
+        es_node.verify_sha512(f, hashlib.sha512(b"elasticsearch").hexdigest())
+
+
+def test_default_version_has_a_pinned_hash() -> None:
+    """Pins that the default version is never used unchecked."""
+    dist = es_node.resolve_distribution({})
+    assert dist.version == es_node.DEFAULT_VERSION
+    assert len(dist.sha512) == 128
+    assert dist.maven_artifact.endswith(f":elasticsearch:{dist.version}:zip")
+
+
+def test_unpinned_version_needs_an_explicit_hash() -> None:
+    """Pins RCP_ES_VERSION without a pinned hash: refused unless RCP_ES_SHA512 (128 hex) is given."""
+    with pytest.raises(es_node.NodeError, match="RCP_ES_SHA512"):
+        es_node.resolve_distribution({"RCP_ES_VERSION": "9.9.9"})
+    with pytest.raises(es_node.NodeError, match="128 hex"):
+        es_node.resolve_distribution({"RCP_ES_VERSION": "9.9.9", "RCP_ES_SHA512": "abc"})
+    dist = es_node.resolve_distribution({"RCP_ES_VERSION": "9.9.9", "RCP_ES_SHA512": "AB" * 64})
+    assert (dist.version, dist.sha512, dist.major) == ("9.9.9", "ab" * 64, 9)
+
+
+def test_cache_dir_is_overridable_and_outside_the_repo(tmp_path: Path) -> None:
+    """Pins RCP_ES_CACHE and the ~/.cache default."""
+    assert es_node.default_cache_dir({"RCP_ES_CACHE": str(tmp_path)}) == tmp_path
+    default = es_node.default_cache_dir({})
+    assert default.parts[-3:] == (".cache", "rare-child-connector", "elasticsearch")
+
+
+def test_free_port_can_be_bound() -> None:
+    """Pins that the picked port is a real, currently free loopback port."""
+    port = es_node.free_port()
+    assert 1024 <= port <= 65535
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+def test_render_config_is_a_loopback_single_node_without_security(tmp_path: Path) -> None:
+    """Pins the settings the test node relies on (port, paths, security off, no disk/real-memory trips)."""
+    text = es_node.render_config(9251, tmp_path / "data", tmp_path / "logs")
+    settings = dict(line.split(": ", 1) for line in text.splitlines())
+    assert settings == {
+        "cluster.name": '"rcp-test"',
+        "node.name": '"rcp-test-node"',
+        "discovery.type": '"single-node"',
+        "network.host": '"127.0.0.1"',
+        "http.port": '"9251"',
+        "path.data": f'"{tmp_path / "data"}"',
+        "path.logs": f'"{tmp_path / "logs"}"',
+        "xpack.security.enabled": '"false"',
+        "cluster.routing.allocation.disk.threshold_enabled": '"false"',
+        "action.destructive_requires_name": '"false"',
+        "indices.breaker.total.use_real_memory": '"false"',
+    }
+
+
+def test_es_java_home_wins(tmp_path: Path) -> None:
+    """Pins that ES_JAVA_HOME (the only variable the zip's launcher honours) overrides the defaults."""
+    dist = es_node.resolve_distribution({})
+    assert es_node.default_java_home(dist, {"ES_JAVA_HOME": str(tmp_path)}) == tmp_path
+
+
+def test_fetch_without_mvn_fails_saying_what_was_tried(tmp_path: Path, no_mvn: None) -> None:
+    """Pins the clear failure when Maven is missing: the message names mvn and the exact command."""
+    dist = es_node.Distribution("0.0.1", "ab" * 64)
+    with pytest.raises(es_node.NodeError, match="'mvn' is not on PATH") as info:
+        es_node.ensure_distribution(dist, cache_dir=tmp_path / "cache")
+    assert "org.elasticsearch.distribution.integ-test-zip:elasticsearch:0.0.1:zip" in str(info.value)
+
+
+def test_cli_fetch_exits_non_zero_without_mvn(
+    tmp_path: Path, no_mvn: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pins ``es_node.py fetch`` exit status 1 with the reason on stderr."""
+    monkeypatch.setenv("RCP_ES_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("RCP_ES_VERSION", "0.0.1")
+    monkeypatch.setenv("RCP_ES_SHA512", "ab" * 64)
+    assert es_node.main(["fetch"]) == 1
+    assert "mvn" in capsys.readouterr().err
+
+
+def test_cached_zip_is_verified_unpacked_once_and_reused(tmp_path: Path, no_mvn: None) -> None:
+    """Pins the cache: a verified zip is unpacked with its modes, marked, and reused without re-unpacking."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    sha = _make_zip(cache / "elasticsearch-0.0.1.zip", "0.0.1")
+    dist = es_node.Distribution("0.0.1", sha)
+
+    home = es_node.ensure_distribution(dist, cache_dir=cache)
+    assert home == cache / "elasticsearch-0.0.1"
+    assert (home / "bin" / "elasticsearch").stat().st_mode & 0o777 == 0o755
+    sentinel = home / "sentinel"
+    sentinel.write_text("kept")
+    assert es_node.ensure_distribution(dist, cache_dir=cache) == home
+    assert sentinel.read_text() == "kept"
+
+
+def test_corrupted_cached_zip_is_discarded(tmp_path: Path, no_mvn: None) -> None:
+    """Pins that a cached zip with the wrong hash is deleted and re-fetched (here: fails, no mvn)."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    _make_zip(cache / "elasticsearch-0.0.1.zip", "0.0.1")
+    with pytest.raises(es_node.NodeError, match="mvn"):
+        es_node.ensure_distribution(es_node.Distribution("0.0.1", "ab" * 64), cache_dir=cache)
+    assert not (cache / "elasticsearch-0.0.1.zip").exists()
+    assert not (cache / "elasticsearch-0.0.1").exists()
+
+
+def test_safe_extract_refuses_paths_outside_the_target(tmp_path: Path) -> None:
+    """Pins zip-slip protection."""
+    z = tmp_path / "evil.zip"
+    _make_zip(z, "0.0.1", extra={"../evil.txt": "x"})
+    with pytest.raises(es_node.NodeError, match="outside"):
+        es_node.safe_extract(z, tmp_path / "out")
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_stop_signals_only_the_nodes_own_jvm(tmp_path: Path) -> None:
+    """Pins the process matching used by stop(): a bystander whose command line merely mentions the
+    workdir survives; a process carrying ``-Des.path.home=<workdir>/home`` (like the node's JVM) is killed."""
+    sleeper = "import time; time.sleep(60)"
+    bystander = subprocess.Popen([sys.executable, "-c", sleeper, "--workdir", str(tmp_path)])
+    fake_jvm = subprocess.Popen([sys.executable, "-c", sleeper, f"-Des.path.home={tmp_path / 'home'}"])
+    try:
+        node = es_node.RunningNode("http://127.0.0.1:1", bystander.pid, 1, workdir=tmp_path, run_dir=tmp_path)
+        assert node.live_pids() == {fake_jvm.pid}
+        node.stop(timeout_s=10)
+        assert fake_jvm.wait(timeout=10) != 0
+        assert bystander.poll() is None
+        node.stop()  # idempotent
+    finally:
+        for proc in (bystander, fake_jvm):
+            proc.kill()
+            proc.wait()
+
+
+def test_ancestors_traversable(tmp_path: Path) -> None:
+    """Pins the relocation trigger: a 0700 parent (like /tmp/pytest-of-root) blocks the ES user."""
+    assert es_node._ancestors_traversable(Path("/tmp/rcp-es-x"))
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    closed.chmod(0o700)
+    assert not es_node._ancestors_traversable(closed / "node")
+
+
+def test_stop_keeps_logs_and_removes_a_relocated_run_dir(tmp_path: Path) -> None:
+    """Pins that stopping a relocated node copies its logs into workdir and deletes the private run dir."""
+    workdir, run_dir = tmp_path / "work", tmp_path / "run"
+    (run_dir / "logs").mkdir(parents=True)
+    workdir.mkdir()
+    (run_dir / "logs" / "rcp-test.log").write_text("started")
+    (run_dir / "launcher.out").write_text("launched")
+    node = es_node.RunningNode("http://127.0.0.1:1", 0, 1, workdir=workdir, run_dir=run_dir)
+    node.save()
+    es_node.RunningNode.load(workdir).stop()
+    assert not run_dir.exists()
+    assert (workdir / "logs" / "rcp-test.log").read_text() == "started"
+    assert (workdir / "launcher.out").read_text() == "launched"
