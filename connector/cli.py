@@ -33,16 +33,40 @@ def main(verbose: int) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=_EXISTING_FILE, required=True,
-              help="INI use-case file (ee-outliers format).")
-@click.option("--events", "events_path", type=_EXISTING_FILE, required=True,
-              help="NDJSON file: one Elasticsearch hit or one event document per line.")
-@click.option("--use-case", "use_case", metavar="NAME",
-              help="Section name (terms_...) or model name; default: the first use case in the file.")
-@click.option("--global-config", "global_config_path", type=_EXISTING_FILE,
-              help="Optional ee-outliers global file: [general] defaults, [assets], global whitelists.")
-@click.option("--format", "output_format", type=click.Choice(["json", "table"]), default="json",
-              show_default=True, help="json: the documented contract; table: for people.")
+@click.option(
+    "--config",
+    "config_path",
+    type=_EXISTING_FILE,
+    required=True,
+    help="INI use-case file (ee-outliers format).",
+)
+@click.option(
+    "--events",
+    "events_path",
+    type=_EXISTING_FILE,
+    required=True,
+    help="NDJSON file: one Elasticsearch hit or one event document per line.",
+)
+@click.option(
+    "--use-case",
+    "use_case",
+    metavar="NAME",
+    help="Section name (terms_...) or model name; default: the first use case in the file.",
+)
+@click.option(
+    "--global-config",
+    "global_config_path",
+    type=_EXISTING_FILE,
+    help="Optional ee-outliers global file: [general] defaults, [assets], global whitelists.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["json", "table"]),
+    default="json",
+    show_default=True,
+    help="json: the documented contract; table: for people.",
+)
 def detect(
     config_path: Path,
     events_path: Path,
@@ -81,7 +105,10 @@ def _terminal_progress(events_path: Path):  # type: ignore[no-untyped-def]
     total = max(events_path.stat().st_size, 1)
 
     def report(lines: int, bytes_read: int) -> None:
-        click.echo(f"\rreading {events_path.name}: {lines:,} lines ({100 * bytes_read // total}%)",
-                   nl=False, err=True)
+        click.echo(
+            f"\rreading {events_path.name}: {lines:,} lines ({100 * bytes_read // total}%)",
+            nl=False,
+            err=True,
+        )
 
     return report

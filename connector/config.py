@@ -302,7 +302,8 @@ def _use_case(
         try:
             return section.getboolean(option)
         except ValueError:
-            raise fail(option, f"{section[option]!r} is not a boolean; use 1/0, yes/no, true/false or on/off")
+            allowed = "use 1/0, yes/no, true/false or on/off"
+            raise fail(option, f"{section[option]!r} is not a boolean; {allowed}") from None
 
     trigger_method = choice("trigger_method", TriggerMethod)
     trigger_sensitivity = _sensitivity(required("trigger_sensitivity"), trigger_method, fail)
@@ -394,7 +395,9 @@ def _int(values: Mapping[str, str], option: str, path: str | Path, section: str,
     try:
         return int(raw)
     except ValueError:
-        raise ConfigError(f"{raw!r} is not a whole number", path=path, section=section, option=option) from None
+        raise ConfigError(
+            f"{raw!r} is not a whole number", path=path, section=section, option=option
+        ) from None
 
 
 def _dsl_filter(value: str, fail: Any) -> tuple[Mapping[str, Any], ...]:

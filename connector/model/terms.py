@@ -78,7 +78,9 @@ def count_event(counts: PairCounts, use_case: UseCase, source: Any) -> bool:
     return True
 
 
-def entries_of_event(use_case: UseCase, hit: Mapping[str, Any], wanted: Iterable[Pair] | set[Pair]) -> list[Entry]:
+def entries_of_event(
+    use_case: UseCase, hit: Mapping[str, Any], wanted: Iterable[Pair] | set[Pair]
+) -> list[Entry]:
     """The entries of ``hit`` whose pair is in ``wanted`` (duplicates kept, as they are counted)."""
     pairs = event_pairs(hit.get("_source") or {}, aggregator=use_case.aggregator, target=use_case.target)
     if not pairs:
@@ -97,19 +99,33 @@ def judge_within(use_case: UseCase, aggregator: str, term_counts: Mapping[str, i
     frontier = _frontier(use_case, values)
     if use_case.trigger_method is TriggerMethod.COEFF_OF_VARIATION:
         # The CV is compared with the sensitivity; if it passes, every term is a candidate.
-        if not is_outlier(term_count=frontier, decision_frontier=use_case.trigger_sensitivity,
-                          trigger_on=use_case.trigger_on):
+        if not is_outlier(
+            term_count=frontier,
+            decision_frontier=use_case.trigger_sensitivity,
+            trigger_on=use_case.trigger_on,
+        ):
             return []
-        certainty = confidence(value=frontier, decision_frontier=use_case.trigger_sensitivity,
-                               trigger_on=use_case.trigger_on)
+        certainty = confidence(
+            value=frontier, decision_frontier=use_case.trigger_sensitivity, trigger_on=use_case.trigger_on
+        )
         return [
-            Observation(aggregator=aggregator, term=term, term_count=count, decision_frontier=frontier,
-                        confidence=certainty)
+            Observation(
+                aggregator=aggregator,
+                term=term,
+                term_count=count,
+                decision_frontier=frontier,
+                confidence=certainty,
+            )
             for term, count in term_counts.items()
         ]
     return [
-        Observation(aggregator=aggregator, term=term, term_count=count, decision_frontier=frontier,
-                    confidence=confidence(value=count, decision_frontier=frontier, trigger_on=use_case.trigger_on))
+        Observation(
+            aggregator=aggregator,
+            term=term,
+            term_count=count,
+            decision_frontier=frontier,
+            confidence=confidence(value=count, decision_frontier=frontier, trigger_on=use_case.trigger_on),
+        )
         for term, count in term_counts.items()
         if is_outlier(term_count=count, decision_frontier=frontier, trigger_on=use_case.trigger_on)
     ]
@@ -124,10 +140,17 @@ def judge_across(use_case: UseCase, counts: PairCounts) -> dict[str, list[Observ
     flagged: dict[str, list[Observation]] = {}
     for aggregator, unique_terms in distinct.items():
         if is_outlier(term_count=unique_terms, decision_frontier=frontier, trigger_on=use_case.trigger_on):
-            certainty = confidence(value=unique_terms, decision_frontier=frontier, trigger_on=use_case.trigger_on)
+            certainty = confidence(
+                value=unique_terms, decision_frontier=frontier, trigger_on=use_case.trigger_on
+            )
             flagged[aggregator] = [
-                Observation(aggregator=aggregator, term=term, term_count=unique_terms,
-                            decision_frontier=frontier, confidence=certainty)
+                Observation(
+                    aggregator=aggregator,
+                    term=term,
+                    term_count=unique_terms,
+                    decision_frontier=frontier,
+                    confidence=certainty,
+                )
                 for term in counts.by_aggregator[aggregator]
             ]
     return flagged

@@ -8,8 +8,18 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "connector"
-FORBIDDEN_IN_MODEL = {"elasticsearch", "elastic_transport", "flask", "os", "socket", "connector.sources",
-                      "connector.engine", "connector.cli", "requests", "urllib"}
+FORBIDDEN_IN_MODEL = {
+    "elasticsearch",
+    "elastic_transport",
+    "flask",
+    "os",
+    "socket",
+    "connector.sources",
+    "connector.engine",
+    "connector.cli",
+    "requests",
+    "urllib",
+}
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -26,8 +36,12 @@ def _imported_modules(path: Path) -> set[str]:
 def test_model_package_does_no_io(module):
     """connector/model imports nothing that does I/O or knows about sources, Flask or Elasticsearch."""
     imported = _imported_modules(module)
-    offending = {name for name in imported for banned in FORBIDDEN_IN_MODEL
-                 if name == banned or name.startswith(banned + ".")}
+    offending = {
+        name
+        for name in imported
+        for banned in FORBIDDEN_IN_MODEL
+        if name == banned or name.startswith(banned + ".")
+    }
     assert offending == set()
 
 
@@ -41,7 +55,13 @@ def test_importing_the_entry_points_opens_no_socket_and_reads_no_environment():
         "import connector.cli, connector.engine, connector.config, connector.model.terms\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe], env={"PATH": "/usr/bin:/bin"},
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from connector.cli import main
 from connector.config import load_use_cases
-from connector.sources.ndjson import NdjsonSource
 from connector.engine import run
+from connector.sources.ndjson import NdjsonSource
 
 USE_CASE = """\
 [terms_rare_child]
@@ -44,10 +44,16 @@ def _write_events(path: Path, *, common: int, rare: int = 1) -> Path:
     """chrome.exe starts chrome.exe ``common`` times and cmd.exe ``rare`` times."""
     with path.open("w") as handle:
         for number in range(common):
-            handle.write(json.dumps({"_id": f"c{number}", "_index": "osq", "_source": _event("chrome.exe", "chrome.exe")}))
+            handle.write(
+                json.dumps(
+                    {"_id": f"c{number}", "_index": "osq", "_source": _event("chrome.exe", "chrome.exe")}
+                )
+            )
             handle.write("\n")
         for number in range(rare):
-            handle.write(json.dumps({"_id": f"r{number}", "_index": "osq", "_source": _event("chrome.exe", "cmd.exe")}))
+            handle.write(
+                json.dumps({"_id": f"r{number}", "_index": "osq", "_source": _event("chrome.exe", "cmd.exe")})
+            )
             handle.write("\n")
     return path
 

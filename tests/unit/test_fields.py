@@ -40,7 +40,17 @@ def test_lookup_through_a_non_object_is_absent_instead_of_a_crash(document):
         ([1, [2]], None),
         ([{"a": 1}], None),
     ],
-    ids=["int", "float", "bool", "empty-string", "array-joined", "null", "object", "nested-array", "array-of-objects"],
+    ids=[
+        "int",
+        "float",
+        "bool",
+        "empty-string",
+        "array-joined",
+        "null",
+        "object",
+        "nested-array",
+        "array-of-objects",
+    ],
 )
 def test_value_text_uses_python_spelling(value, expected):
     """Scalars are str()'d, arrays of scalars joined with ' - ', unusable values give None."""

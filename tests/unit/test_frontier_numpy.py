@@ -54,6 +54,7 @@ def test_numpy_based_methods_match_a_numpy_formulation(method, trigger_on):
                 expected = np.nanmean(array) + sign * np.std(array)
             if method == "madpos":
                 expected = max(expected, 0)
-        actual = decision_frontier(counts, trigger_method=method, trigger_sensitivity=sensitivity,
-                                   trigger_on=trigger_on)
+        actual = decision_frontier(
+            counts, trigger_method=method, trigger_sensitivity=sensitivity, trigger_on=trigger_on
+        )
         assert actual == pytest.approx(float(expected), abs=1e-9, rel=0)

@@ -36,7 +36,9 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 def test_global_whitelists_and_assets_apply_to_every_use_case(tmp_path):
     """An [assets] value ("user: alice") is among the strings a global literal can match."""
-    global_file = _write(tmp_path, "outliers.conf", "[assets]\nuser=user\n\n[whitelist_literals]\nalice=user: alice\n")
+    global_file = _write(
+        tmp_path, "outliers.conf", "[assets]\nuser=user\n\n[whitelist_literals]\nalice=user: alice\n"
+    )
     config = _write(tmp_path, "uc.ini", USE_CASE)
     result = detect_file(config_path=config, events_path=_events(tmp_path), global_config_path=global_file)
     assert [(o["_id"], o["term"]) for o in result["outliers"]] == [("line-5", "rare-b")]
@@ -50,8 +52,11 @@ def test_invalid_global_regex_is_ignored_with_a_warning(tmp_path, caplog):
     assert [entry.name for entry in settings.whitelist.regexps] == ["ok"]
     assert "broken" in caplog.text
     assert "entry ignored" in caplog.text
-    result = detect_file(config_path=_write(tmp_path, "uc.ini", USE_CASE), events_path=_events(tmp_path),
-                         global_config_path=global_file)
+    result = detect_file(
+        config_path=_write(tmp_path, "uc.ini", USE_CASE),
+        events_path=_events(tmp_path),
+        global_config_path=global_file,
+    )
     assert [o["term"] for o in result["outliers"]] == ["rare-a"]
 
 
@@ -63,7 +68,9 @@ def test_general_defaults_fill_what_a_use_case_leaves_out(tmp_path):
         "[general]\nes_index_pattern=osquery-*\ntimestamp_field=timestamp\nhistory_window_days=7\n"
         "history_window_days=30\n",  # repeated: the global file keeps the last value
     )
-    use_case = load_use_cases(_write(tmp_path, "uc.ini", USE_CASE), load_global_settings(global_file)).select()
+    use_case = load_use_cases(
+        _write(tmp_path, "uc.ini", USE_CASE), load_global_settings(global_file)
+    ).select()
     assert use_case.es_index == "osquery-*"
     assert use_case.timestamp_field == "timestamp"
     assert use_case.history_window_days == 30
