@@ -31,6 +31,7 @@ TERMS_PREFIX = "terms"
 WHITELIST_LITERALS = "whitelist_literals"
 WHITELIST_REGEXPS = "whitelist_regexps"
 DEFAULT_TIMESTAMP_FIELD = "@timestamp"
+DEFAULT_HOST_FIELD = "host.name"
 
 # Used when a use case leaves the outlier texts out (ee-outliers would refuse such a model).
 DEFAULT_OUTLIER_TYPE = "rare term"
@@ -85,6 +86,8 @@ KNOWN_OPTIONS = frozenset(
         "use_derived_fields",
         "process_documents_chronologically",
         "should_notify",
+        # ours, not ee-outliers': the field whose distinct values an explanation counts
+        "host_field",
     }
 )
 
@@ -157,6 +160,7 @@ class UseCase:
     use_derived_fields: bool = False
     process_documents_chronologically: bool = True
     should_notify: bool = False
+    host_field: str = DEFAULT_HOST_FIELD
     extra_options: tuple[tuple[str, str], ...] = ()
     assets: tuple[tuple[str, str], ...] = ()
     whitelist: Whitelist = field(default_factory=Whitelist)
@@ -349,6 +353,7 @@ def _use_case(
         use_derived_fields=boolean("use_derived_fields", False),
         process_documents_chronologically=boolean("process_documents_chronologically", True),
         should_notify=boolean("should_notify", False),
+        host_field=section.get("host_field") or DEFAULT_HOST_FIELD,
         extra_options=tuple((k, v) for k, v in section.items() if k not in KNOWN_OPTIONS),
         assets=settings.assets,
         whitelist=whitelist,

@@ -7,15 +7,26 @@ one way: counts first, then only the documents of candidate pairs.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from elasticsearch import Elasticsearch
+
+from connector.annotate import AnnotateMode, WriteReport, write_outliers
 from connector.config import UseCase, load_global_settings, load_use_cases
+from connector.explain import Explanation
+from connector.model.fields import ABSENT, lookup
 from connector.model.outlier import Outlier
-from connector.model.terms import TermsEvaluation
+from connector.model.terms import Pair, PairCounts, TermsEvaluation
 from connector.sources import EventSource
+from connector.sources.elasticsearch import ElasticsearchSource, isoformat_z
 from connector.sources.ndjson import NdjsonSource, Progress
+
+DEFAULT_RESULTS_INDEX = "outliers-rare-child"
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +40,11 @@ class DetectionResult:
     entries_fetched: int
     whitelisted_entries: int
     passes: int
+    final_counts: PairCounts
+
+    @property
+    def aggregators(self) -> int:
+        return len(self.final_counts.by_aggregator)
 
     def to_contract(self) -> dict[str, Any]:
         """The documented JSON shape of a detection (README, "Output contract")."""
@@ -87,6 +103,7 @@ def run(source: EventSource, use_case: UseCase) -> DetectionResult:
         entries_fetched=entries_fetched,
         whitelisted_entries=evaluation.whitelisted_entries,
         passes=evaluation.passes,
+        final_counts=counts,
     )
 
 
@@ -119,3 +136,176 @@ def detect_file_result(
     global_settings = load_global_settings(global_config_path) if global_config_path else None
     selected = load_use_cases(config_path, global_settings).select(use_case)
     return run(NdjsonSource(events_path, progress=progress), selected)
+
+
+# -- detection over Elasticsearch -------------------------------------------------------------
+
+EVENT_FIELDS = {
+    # response key -> osquery field path (looked up case-insensitively in the event)
+    "command_line": "OsqueryFilter.cmdline",
+    "parent_command_line": "OsqueryFilter.parentcmdline",
+    "user": "OsqueryFilter.username",
+    "path": "OsqueryFilter.path",
+    "sha256": "OsqueryFilter.sha256",
+}
+
+
+class TimeWindow(Protocol):
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class ElasticsearchDetection:
+    """A detection over Elasticsearch: the model's result plus context and what was written."""
+
+    result: DetectionResult
+    index: str
+    start: datetime
+    end: datetime
+    baseline_start: datetime | None
+    outliers: tuple[Outlier, ...]  # in the requested range (all of them without a baseline)
+    explanations: Mapping[Pair, Explanation]
+    annotation: WriteReport
+    aggregators: int
+    max_outliers: int | None
+    requests: int
+    documents_fetched: int
+    took_ms: int
+
+    def to_contract(self) -> dict[str, Any]:
+        """The same JSON shape as offline detection (``connector detect``)."""
+        return {
+            "use_case": self.result.use_case.section,
+            "events_analyzed": self.result.events_analyzed,
+            "outliers": [outlier_record(outlier) for outlier in self.outliers],
+        }
+
+    def to_response(self) -> dict[str, Any]:
+        """The body of ``POST /api/v1/detect`` (detect-response.schema.json)."""
+        shown = self.outliers if self.max_outliers is None else self.outliers[: self.max_outliers]
+        return {
+            "use_case": self.result.use_case.section,
+            "index": self.index,
+            "range": {"from": isoformat_z(self.start), "to": isoformat_z(self.end)},
+            "baseline": {"from": isoformat_z(self.baseline_start)} if self.baseline_start else None,
+            "events_analyzed": self.result.events_analyzed,
+            "aggregators": self.aggregators,
+            "outliers_total": len(self.outliers),
+            "outliers": [self._explained(outlier) for outlier in shown],
+            "annotation": self.annotation.to_dict(),
+            "took_ms": self.took_ms,
+        }
+
+    def _explained(self, outlier: Outlier) -> dict[str, Any]:
+        use_case = self.result.use_case
+        source = outlier.hit.get("_source") or {}
+        observation = outlier.observation
+        explanation = self.explanations.get(_pair(outlier))
+        return {
+            "_id": outlier.document_id,
+            "_index": outlier.index,
+            "@timestamp": _text_or_none(lookup(source, use_case.timestamp_field)),
+            "host": _text_or_none(lookup(source, use_case.host_field)),
+            "aggregator": observation.aggregator,
+            "term": observation.term,
+            "term_count": observation.term_count,
+            "aggregator_total": explanation.aggregator_total if explanation else None,
+            "aggregator_distinct_terms": explanation.aggregator_distinct_terms if explanation else None,
+            "top_terms": [{"term": term, "count": count} for term, count in explanation.top_terms]
+            if explanation
+            else [],
+            "host_count": explanation.host_count if explanation else None,
+            "first_seen_in_range": explanation.first_seen_in_range if explanation else None,
+            "decision_frontier": observation.decision_frontier,
+            "confidence": observation.confidence,
+            "trigger_method": outlier.trigger_method,
+            "type": list(outlier.outlier_type),
+            "reason": list(outlier.reason),
+            "summary": outlier.summary,
+            "event": {key: _text_or_none(lookup(source, path)) for key, path in EVENT_FIELDS.items()},
+        }
+
+
+def detect_in_elasticsearch(
+    client: Elasticsearch,
+    use_case: UseCase,
+    *,
+    index: str,
+    time_range: TimeWindow,
+    baseline_start: datetime | None = None,
+    annotate: AnnotateMode = AnnotateMode.RESULTS_INDEX,
+    dry_run: bool = False,
+    results_index: str = DEFAULT_RESULTS_INDEX,
+    max_outliers: int | None = None,
+) -> ElasticsearchDetection:
+    """Run ``use_case`` over ``index`` for ``time_range`` and write the outliers back.
+
+    With ``baseline_start`` the counts cover ``[baseline_start, end)`` and only events inside
+    ``[start, end)`` are reported and written.
+    """
+    began = time.monotonic()
+    counted_from = min(baseline_start, time_range.start) if baseline_start else time_range.start
+    source = ElasticsearchSource(
+        client, index=index, start=counted_from, end=time_range.end, host_field=use_case.host_field
+    )
+    result = run(source, use_case)
+    in_range = result.outliers
+    if baseline_start is not None:
+        first_ms = int(time_range.start.timestamp() * 1000)
+        in_range = tuple(outlier for outlier in result.outliers if _sort_millis(outlier.hit) >= first_ms)
+    pairs = {_pair(outlier) for outlier in in_range}
+    explanations = source.explain(
+        use_case,
+        pairs,
+        result.final_counts,
+        range_start=time_range.start if baseline_start is not None else None,
+    )
+    report = write_outliers(
+        client,
+        [(outlier, explanations.get(_pair(outlier))) for outlier in in_range],
+        use_case=use_case,
+        mode=annotate,
+        results_index=results_index,
+        dry_run=dry_run,
+    )
+    took_ms = int((time.monotonic() - began) * 1000)
+    log.info(
+        "detection %s over %s: %d events, %d outliers in range, %d requests, %d documents fetched",
+        use_case.section,
+        index,
+        result.events_analyzed,
+        len(in_range),
+        source.requests,
+        source.documents_fetched,
+    )
+    return ElasticsearchDetection(
+        result=result,
+        index=index,
+        start=time_range.start,
+        end=time_range.end,
+        baseline_start=baseline_start,
+        outliers=in_range,
+        explanations=explanations,
+        annotation=report,
+        aggregators=result.aggregators,
+        max_outliers=max_outliers,
+        requests=source.requests,
+        documents_fetched=source.documents_fetched,
+        took_ms=took_ms,
+    )
+
+
+def _pair(outlier: Outlier) -> Pair:
+    return (outlier.observation.aggregator, outlier.observation.term)
+
+
+def _sort_millis(hit: Mapping[str, Any]) -> int:
+    sort = hit.get("sort") or [0]
+    return int(sort[0])
+
+
+def _text_or_none(value: Any) -> str | None:
+    if value is ABSENT or value is None or isinstance(value, Mapping | list):
+        return None
+    return str(value)

@@ -8,6 +8,7 @@ errors into responses), and a message that says what is wrong and how to fix it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class ConnectorError(Exception):
@@ -17,9 +18,10 @@ class ConnectorError(Exception):
     status = 500
     exit_code = 1
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.details: list[dict[str, Any]] = details or []
 
 
 class ConfigError(ConnectorError):
@@ -78,3 +80,76 @@ class InputError(ConnectorError):
         if line is not None:
             where = f"{where}:{line}"
         super().__init__(f"{where}: {reason}")
+
+
+class RequestValidationError(ConnectorError):
+    """A request body breaks its JSON Schema; ``details`` lists every violation with its path."""
+
+    code = "invalid_request"
+    status = 400
+    exit_code = 2
+
+
+class InvalidRangeError(ConnectorError):
+    """A time bound is neither ISO-8601 nor Elasticsearch date math, or the range is absurd."""
+
+    code = "invalid_range"
+    status = 400
+    exit_code = 2
+
+
+class AuthenticationRequiredError(ConnectorError):
+    """No valid service credentials. The message never says which part was wrong."""
+
+    code = "unauthorized"
+    status = 401
+    exit_code = 2
+
+
+class IndexNotAllowedError(ConnectorError):
+    """The requested index is outside the configured allowed patterns."""
+
+    code = "index_not_allowed"
+    status = 403
+    exit_code = 2
+
+
+class FieldError(ConnectorError):
+    """A configured field does not exist in the target indices or cannot be aggregated."""
+
+    code = "invalid_field"
+    status = 422
+    exit_code = 2
+
+
+class QueryRejectedError(ConnectorError):
+    """Elasticsearch refused the query (a bad es_query_filter, for example); carries its reason."""
+
+    code = "query_rejected"
+    status = 422
+    exit_code = 2
+
+
+class ElasticsearchAuthError(ConnectorError):
+    """Elasticsearch refused the connector's own credentials or privileges."""
+
+    code = "elasticsearch_auth_failed"
+    status = 502
+    exit_code = 1
+
+
+class ElasticsearchUnavailableError(ConnectorError):
+    """Elasticsearch cannot be reached or is overloaded; retrying later may work."""
+
+    code = "elasticsearch_unavailable"
+    status = 503
+    exit_code = 1
+    retry_after_seconds = 30
+
+
+class ElasticsearchTimeoutError(ConnectorError):
+    """Elasticsearch did not answer within the configured time."""
+
+    code = "elasticsearch_timeout"
+    status = 504
+    exit_code = 1

@@ -29,9 +29,15 @@ def matches(whitelist: Whitelist, universe: set[str]) -> bool:
     return False
 
 
+# Search bookkeeping that depends on how a hit was fetched, not on the event: left out so the
+# NDJSON and Elasticsearch paths whitelist alike.
+SEARCH_METADATA = frozenset({"sort", "_score", "_seq_no", "_primary_term"})
+
+
 def candidate_strings(use_case: UseCase, outlier: Outlier) -> set[str]:
     """Every string a whitelist entry may match: the raw hit's leaves and the record's values."""
-    universe = {_text(value) for value in _leaves(outlier.hit)}
+    hit = {key: value for key, value in outlier.hit.items() if key not in SEARCH_METADATA}
+    universe = {_text(value) for value in _leaves(hit)}
     universe.update(_text(value) for value in _flatten(record_values(use_case, outlier)))
     return universe
 

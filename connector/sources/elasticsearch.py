@@ -1,0 +1,476 @@
+"""Events and counts from Elasticsearch: aggregations for counts, point-in-time for candidates.
+
+The service never scrolls every event. Elasticsearch counts every (aggregator, target) pair
+with a paged composite aggregation; only the documents of candidate pairs are fetched, with a
+point in time and ``search_after``. Memory grows with the number of distinct pairs.
+
+Every Elasticsearch failure is translated here into the project's errors (both client
+exception families: ``ApiError`` for error responses, ``TransportError`` for no response).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from elasticsearch import ApiError, Elasticsearch, TransportError
+from elasticsearch import ConnectionError as EsConnectionError
+from elasticsearch import ConnectionTimeout as EsConnectionTimeout
+
+from connector.config import UseCase
+from connector.errors import (
+    ElasticsearchAuthError,
+    ElasticsearchTimeoutError,
+    ElasticsearchUnavailableError,
+    FieldError,
+    QueryRejectedError,
+)
+from connector.explain import Explanation
+from connector.model.terms import Entry, Pair, PairCounts, entries_of_event
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+COMPOSITE_PAGE_SIZE = 10_000  # big pages: each page re-runs the query (reference §1)
+FETCH_PAGE_SIZE = 1_000
+CLAUSES_PER_SEARCH = 500  # candidate-pair clauses per fetch query, well below the clause limit
+PAIRS_PER_EXPLAIN = 200  # filters buckets per explanation request
+TOP_TERMS = 5
+PIT_KEEP_ALIVE = "2m"
+KEYWORD_SUBFIELDS = ("raw", "keyword")  # preferred sub-fields of a text field, in order
+_HIT_KEYS = ("_index", "_id", "_source", "sort", "_seq_no", "_primary_term")
+
+
+@dataclass(frozen=True)
+class ResolvedFields:
+    """Configured field paths mapped to the aggregatable fields of the target indices."""
+
+    aggregator: tuple[str, ...]
+    target: tuple[str, ...]
+    timestamp: str
+    host: str | None
+
+
+@dataclass
+class _PairKeys:
+    """Original composite key values of pairs whose strings cannot be turned back into a query."""
+
+    by_pair: dict[Pair, list[tuple[tuple[Any, ...], tuple[Any, ...]]]] = field(default_factory=dict)
+
+
+class ElasticsearchSource:
+    """An :class:`~connector.sources.EventSource` over an index pattern and a time window.
+
+    :param start: first instant counted (inclusive)
+    :param end: end of the window (exclusive)
+    """
+
+    def __init__(
+        self,
+        client: Elasticsearch,
+        *,
+        index: str,
+        start: datetime,
+        end: datetime,
+        host_field: str = "host.name",
+        composite_page_size: int = COMPOSITE_PAGE_SIZE,
+        fetch_page_size: int = FETCH_PAGE_SIZE,
+    ) -> None:
+        self.client = client
+        self.index = index
+        self.start = start
+        self.end = end
+        self.host_field = host_field
+        self.composite_page_size = composite_page_size
+        self.fetch_page_size = fetch_page_size
+        self.requests = 0
+        self.documents_fetched = 0
+        self._fields: ResolvedFields | None = None
+        self._keys = _PairKeys()
+
+    # -- the EventSource protocol -------------------------------------------------------------
+
+    def pair_counts(self, use_case: UseCase) -> tuple[PairCounts, int]:
+        fields = self.resolve_fields(use_case)
+        names = [f"a{i}" for i in range(len(fields.aggregator))] + [
+            f"t{i}" for i in range(len(fields.target))
+        ]
+        sources = [
+            {name: {"terms": {"field": path}}}
+            for name, path in zip(names, fields.aggregator + fields.target, strict=True)
+        ]
+        reconstructible = len(fields.aggregator) == 1 and len(fields.target) == 1
+        counts = PairCounts()
+        events = 0
+        after: dict[str, Any] | None = None
+        first = True
+        while True:
+            composite: dict[str, Any] = {"size": self.composite_page_size, "sources": sources}
+            if after is not None:
+                composite["after"] = after
+            response = self._call(
+                self.client.search,
+                index=self.index,
+                size=0,
+                track_total_hits=first,
+                allow_partial_search_results=False,
+                query=self.base_query(use_case),
+                aggs={"pairs": {"composite": composite}},
+            )
+            if first:
+                events = response["hits"]["total"]["value"]
+                first = False
+            aggregation = response.get("aggregations", {}).get("pairs", {})
+            buckets = aggregation.get("buckets", [])
+            if not buckets:
+                break
+            for bucket in buckets:
+                key = bucket["key"]
+                aggregator_values = tuple(key[f"a{i}"] for i in range(len(fields.aggregator)))
+                target_values = tuple(key[f"t{i}"] for i in range(len(fields.target)))
+                pair = (_joined(aggregator_values), _joined(target_values))
+                counts.add(*pair, bucket["doc_count"])
+                if not (
+                    reconstructible
+                    and isinstance(aggregator_values[0], str)
+                    and isinstance(target_values[0], str)
+                ):
+                    self._keys.by_pair.setdefault(pair, []).append((aggregator_values, target_values))
+            after = aggregation.get("after_key")
+            # No pipeline sub-aggregation here, so a short page is the last one (saves a request
+            # that would re-run the whole query only to return nothing).
+            if after is None or len(buckets) < self.composite_page_size:
+                break
+        return counts, events
+
+    def entries(self, use_case: UseCase, pairs: set[Pair]) -> Iterator[Entry]:
+        clauses = self._pair_clauses(use_case, sorted(pairs))
+        for start in range(0, len(clauses), CLAUSES_PER_SEARCH):
+            batch = clauses[start : start + CLAUSES_PER_SEARCH]
+            query = self.base_query(use_case, extra=[{"bool": {"should": batch, "minimum_should_match": 1}}])
+            for hit in self._scan(query, use_case):
+                self.documents_fetched += 1
+                yield from entries_of_event(use_case, hit, pairs)
+
+    # -- field resolution ---------------------------------------------------------------------
+
+    def resolve_fields(self, use_case: UseCase) -> ResolvedFields:
+        """Map each configured path to an aggregatable field (a text field uses its keyword sub-field)."""
+        if self._fields is not None:
+            return self._fields
+        response = self._call(self.client.field_caps, index=self.index, fields="*", allow_no_indices=True)
+        indices = response.get("indices", [])
+        if not indices:
+            raise FieldError(
+                f"the index pattern {self.index!r} matches no index; check the index name or wait for data",
+                details=[{"index": self.index}],
+            )
+        caps: Mapping[str, Mapping[str, Any]] = response.get("fields", {})
+        where = ", ".join(indices[:5]) + (" ..." if len(indices) > 5 else "")
+
+        def resolve(path: str, option: str) -> str:
+            return _aggregatable_field(caps, path, option=option, section=use_case.section, indices=where)
+
+        timestamp = _existing_field(caps, use_case.timestamp_field)
+        if timestamp is None or not ({"date", "date_nanos"} & set(caps[timestamp])):
+            raise FieldError(
+                f"[{use_case.section}] timestamp_field {use_case.timestamp_field!r} is not a date field "
+                f"in {where}; set timestamp_field to the events' time field",
+                details=[{"field": use_case.timestamp_field, "indices": indices[:20]}],
+            )
+        try:
+            host = resolve(self.host_field, "host_field")
+        except FieldError:
+            host = None  # host counts are an explanation, not a requirement
+        self._fields = ResolvedFields(
+            aggregator=tuple(resolve(path, "aggregator") for path in use_case.aggregator),
+            target=tuple(resolve(path, "target") for path in use_case.target),
+            timestamp=timestamp,
+            host=host,
+        )
+        return self._fields
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def base_query(
+        self, use_case: UseCase, *, extra: Sequence[Mapping[str, Any]] = (), start: datetime | None = None
+    ) -> dict[str, Any]:
+        """The use case's filter within the window; absolute times so caches and pages agree."""
+        fields = self.resolve_fields(use_case)
+        filters: list[Mapping[str, Any]] = [
+            {
+                "range": {
+                    fields.timestamp: {
+                        "gte": isoformat_z(start or self.start),
+                        "lt": isoformat_z(self.end),
+                        "format": "strict_date_optional_time",
+                    }
+                }
+            }
+        ]
+        if use_case.es_dsl_filter:
+            filters.extend(item["query"] for item in use_case.es_dsl_filter)
+        elif use_case.es_query_filter:
+            filters.append({"query_string": {"query": use_case.es_query_filter}})
+        filters.extend(extra)
+        return {"bool": {"filter": filters}}
+
+    def _pair_clauses(self, use_case: UseCase, pairs: Sequence[Pair]) -> list[dict[str, Any]]:
+        fields = self.resolve_fields(use_case)
+        simple: dict[str, list[str]] = {}
+        clauses: list[dict[str, Any]] = []
+        for pair in pairs:
+            keys = self._keys.by_pair.get(pair)
+            if keys is None:
+                simple.setdefault(pair[0], []).append(pair[1])
+                continue
+            for aggregator_values, target_values in keys:
+                terms = [
+                    {"term": {path: value}}
+                    for path, value in zip(
+                        fields.aggregator + fields.target, aggregator_values + target_values, strict=True
+                    )
+                ]
+                clauses.append({"bool": {"filter": terms}})
+        for aggregator_value, terms in simple.items():
+            clauses.append(
+                {
+                    "bool": {
+                        "filter": [
+                            {"term": {fields.aggregator[0]: aggregator_value}},
+                            {"terms": {fields.target[0]: terms}},
+                        ]
+                    }
+                }
+            )
+        return clauses
+
+    def _scan(self, query: Mapping[str, Any], use_case: UseCase) -> Iterator[dict[str, Any]]:
+        """Every hit of ``query`` in a point in time, oldest first, with sequence numbers."""
+        fields = self.resolve_fields(use_case)
+        pit = self._call(self.client.open_point_in_time, index=self.index, keep_alive=PIT_KEEP_ALIVE)["id"]
+        try:
+            after: list[Any] | None = None
+            while True:
+                response = self._call(
+                    self.client.search,
+                    pit={"id": pit, "keep_alive": PIT_KEEP_ALIVE},
+                    size=self.fetch_page_size,
+                    query=query,
+                    sort=[{fields.timestamp: {"order": "asc", "format": "epoch_millis"}}],
+                    search_after=after,
+                    track_total_hits=False,
+                    seq_no_primary_term=True,
+                    allow_partial_search_results=False,
+                )
+                pit = response.get("pit_id", pit)
+                hits = response["hits"]["hits"]
+                if not hits:
+                    return
+                for hit in hits:
+                    yield {key: hit[key] for key in _HIT_KEYS if key in hit}
+                if len(hits) < self.fetch_page_size:
+                    return
+                after = hits[-1]["sort"]
+        finally:
+            try:
+                self.requests += 1
+                self.client.options(ignore_status=404).close_point_in_time(id=pit)
+            except (ApiError, TransportError) as error:  # the PIT expires by itself
+                log.warning("could not close point in time: %s", type(error).__name__)
+
+    # -- explanations -------------------------------------------------------------------------
+
+    def explain(
+        self,
+        use_case: UseCase,
+        pairs: Iterable[Pair],
+        counts: PairCounts,
+        *,
+        range_start: datetime | None = None,
+    ) -> dict[Pair, Explanation]:
+        """Context for outlier pairs only: aggregator totals, top terms, hosts, first sighting.
+
+        :param range_start: with a baseline, where the reported range begins; the pair is
+            "first seen in range" when none of its events lie before it.
+        """
+        fields = self.resolve_fields(use_case)
+        wanted = sorted(set(pairs))
+        hosts: dict[Pair, int | None] = {}
+        before: dict[Pair, int] = {}
+        if wanted and (fields.host or range_start is not None):
+            for offset in range(0, len(wanted), PAIRS_PER_EXPLAIN):
+                batch = wanted[offset : offset + PAIRS_PER_EXPLAIN]
+                filters = {
+                    f"p{i}": {
+                        "bool": {"should": self._pair_clauses(use_case, [pair]), "minimum_should_match": 1}
+                    }
+                    for i, pair in enumerate(batch)
+                }
+                sub_aggs: dict[str, Any] = {}
+                if fields.host:
+                    sub_aggs["hosts"] = {"cardinality": {"field": fields.host, "precision_threshold": 1000}}
+                if range_start is not None:
+                    sub_aggs["before"] = {
+                        "filter": {
+                            "range": {
+                                fields.timestamp: {
+                                    "lt": isoformat_z(range_start),
+                                    "format": "strict_date_optional_time",
+                                }
+                            }
+                        }
+                    }
+                response = self._call(
+                    self.client.search,
+                    index=self.index,
+                    size=0,
+                    track_total_hits=False,
+                    allow_partial_search_results=False,
+                    query=self.base_query(use_case),
+                    aggs={"pairs": {"filters": {"filters": filters}, "aggs": sub_aggs}},
+                )
+                buckets = response["aggregations"]["pairs"]["buckets"]
+                for i, pair in enumerate(batch):
+                    bucket = buckets[f"p{i}"]
+                    hosts[pair] = bucket["hosts"]["value"] if fields.host else None
+                    if range_start is not None:
+                        before[pair] = bucket["before"]["doc_count"]
+        explanations = {}
+        for pair in wanted:
+            terms = counts.by_aggregator.get(pair[0], {})
+            top = sorted(terms.items(), key=lambda item: (-item[1], item[0]))[:TOP_TERMS]
+            explanations[pair] = Explanation(
+                aggregator_total=sum(terms.values()),
+                aggregator_distinct_terms=len(terms),
+                top_terms=tuple(top),
+                host_count=hosts.get(pair),
+                first_seen_in_range=(before[pair] == 0) if pair in before else None,
+            )
+        return explanations
+
+    # -- error translation --------------------------------------------------------------------
+
+    def _call(self, method: Callable[..., T], **kwargs: Any) -> T:
+        self.requests += 1
+        return call_elasticsearch(method, **kwargs)
+
+
+def call_elasticsearch(method: Callable[..., T], **kwargs: Any) -> T:
+    """Call the client, turning its two exception families into the project's errors."""
+    try:
+        return method(**kwargs)
+    except EsConnectionTimeout:
+        raise ElasticsearchTimeoutError(
+            "Elasticsearch did not answer in time; retry later or raise CONNECTOR_ES_TIMEOUT_SECONDS"
+        ) from None
+    except EsConnectionError as error:
+        if "SSL" in type(error).__name__ or "certificate" in str(error).lower():
+            raise ElasticsearchUnavailableError(
+                "TLS verification of Elasticsearch failed; "
+                "set CONNECTOR_ES_CA_CERTS to the CA that signed its certificate"
+            ) from None
+        raise ElasticsearchUnavailableError("Elasticsearch is unreachable; retry later") from None
+    except TransportError as error:
+        raise ElasticsearchUnavailableError(
+            f"Elasticsearch transport failed ({type(error).__name__})"
+        ) from None
+    except ApiError as error:
+        raise translate_api_error(error) from None
+
+
+def translate_api_error(error: ApiError) -> Exception:
+    status = error.meta.status if error.meta is not None else 0
+    reason = elasticsearch_reason(error)
+    if status == 400:
+        return QueryRejectedError(f"Elasticsearch rejected the query: {reason}", details=[{"reason": reason}])
+    if status == 401:
+        return ElasticsearchAuthError(
+            "Elasticsearch refused the connector's credentials; check CONNECTOR_ES_API_KEY"
+        )
+    if status == 403:
+        return ElasticsearchAuthError(
+            f"the connector's Elasticsearch credentials lack a privilege: {reason}",
+            details=[{"reason": reason}],
+        )
+    if status == 404:
+        return QueryRejectedError(
+            f"Elasticsearch could not find what the query names: {reason}", details=[{"reason": reason}]
+        )
+    return ElasticsearchUnavailableError(f"Elasticsearch answered {status}: {reason}")
+
+
+def elasticsearch_reason(error: ApiError) -> str:
+    """The most specific reason Elasticsearch gave (root cause, then caused_by), else the error type."""
+    body = error.body if isinstance(error.body, Mapping) else {}
+    details = body.get("error")
+    if isinstance(details, Mapping):
+        for cause in details.get("root_cause") or []:
+            if isinstance(cause, Mapping) and cause.get("reason"):
+                reason = str(cause["reason"])
+                caused_by = details.get("caused_by")
+                while isinstance(caused_by, Mapping):
+                    if caused_by.get("reason"):
+                        reason = str(caused_by["reason"])
+                    caused_by = caused_by.get("caused_by")
+                return reason
+        if details.get("reason"):
+            return str(details["reason"])
+    return str(error.message)
+
+
+def isoformat_z(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _joined(values: tuple[Any, ...]) -> str:
+    return " - ".join(str(value) for value in values)
+
+
+def _existing_field(caps: Mapping[str, Any], path: str) -> str | None:
+    if path in caps:
+        return path
+    wanted = path.lower()
+    for name in caps:
+        if name.lower() == wanted:
+            return name
+    return None
+
+
+def _aggregatable_field(
+    caps: Mapping[str, Any], path: str, *, option: str, section: str, indices: str
+) -> str:
+    name = _existing_field(caps, path)
+    if name is None:
+        raise FieldError(
+            f"[{section}] {option}: field {path!r} does not exist in {indices}; check the field path",
+            details=[{"field": path, "option": option}],
+        )
+    types = {kind: info for kind, info in caps[name].items() if kind != "unmapped"}
+    if len(types) > 1:
+        raise FieldError(
+            f"[{section}] {option}: field {name!r} has conflicting types across {indices}: "
+            f"{', '.join(sorted(types))}; align the mappings or narrow the index pattern",
+            details=[{"field": name, "types": sorted(types)}],
+        )
+    if types and all(info.get("aggregatable") for info in types.values()):
+        return name
+    for suffix in KEYWORD_SUBFIELDS:
+        candidate = caps.get(f"{name}.{suffix}", {})
+        if candidate and all(
+            info.get("aggregatable") for kind, info in candidate.items() if kind != "unmapped"
+        ):
+            return f"{name}.{suffix}"
+    for other, info in sorted(caps.items()):
+        if other.startswith(name + ".") and "keyword" in info and info["keyword"].get("aggregatable"):
+            return other
+    kind = ", ".join(sorted(types)) or "unmapped"
+    raise FieldError(
+        f"[{section}] {option}: field {name!r} ({kind}) cannot be aggregated in {indices} and has no keyword "
+        "sub-field; map it as keyword or add a .keyword sub-field",
+        details=[{"field": name, "types": sorted(types)}],
+    )
