@@ -92,3 +92,22 @@ def index_name(es_client: Elasticsearch) -> Iterator[str]:
     name = f"rcp-test-{uuid.uuid4().hex}"
     yield name
     es_client.indices.delete(index=name, ignore_unavailable=True)
+
+
+# Real gunicorn service fixtures (gunicorn_service, gunicorn_service_es_down, ...) live in
+# conftest_service.py; importing them here makes them visible to every integration test.
+from conftest_service import (  # noqa: E402
+    gunicorn_service,
+    gunicorn_service_es_down,
+    service_credentials,
+    service_results_index,
+    service_workdir,
+)
+
+__all__ = [
+    "gunicorn_service",
+    "gunicorn_service_es_down",
+    "service_credentials",
+    "service_results_index",
+    "service_workdir",
+]

@@ -6,19 +6,18 @@ aggregators, terms, counts, summaries and frontiers (to 1e-9) must be identical.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import Elasticsearch
+from es_data import SAMPLE, create_sample_index, index_ndjson
 
 from connector.config import load_use_cases
 from connector.engine import detect_file, run
 from connector.sources.elasticsearch import ElasticsearchSource
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "examples/sample-events.ndjson"
 PARITY = Path(__file__).parent / "data/parity-events.ndjson"
 EVERYTHING = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
@@ -84,16 +83,6 @@ trigger_sensitivity=1
 WHITELIST = "[whitelist_regexps]\nsvchost=^rare .* under svchost\\.exe$\n"
 
 
-def _index_ndjson(client: Elasticsearch, index: str, path: Path) -> int:
-    actions = (
-        {"_index": index, "_id": hit["_id"], "_source": hit["_source"]}
-        for hit in map(json.loads, path.read_text().splitlines())
-    )
-    indexed, errors = helpers.bulk(client, actions, refresh="wait_for", chunk_size=2000)
-    assert errors == []
-    return indexed
-
-
 def _comparable(contract: dict) -> dict:
     """Everything but _index (the test index has another name than the file's)."""
     return {
@@ -119,21 +108,9 @@ def _assert_same(ndjson: dict, elastic: dict) -> None:
 
 @pytest.fixture(scope="module")
 def sample_index(es_client: Elasticsearch):
-    """The bundled sample, mapped the way ee-outliers deployments map osquery (text + .raw keyword)."""
     name = "rcp-parity-sample"
     es_client.options(ignore_status=404).indices.delete(index=name)
-    text_with_raw = {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 1024}}}
-    es_client.indices.create(
-        index=name,
-        settings={"number_of_shards": 2, "number_of_replicas": 0},
-        mappings={
-            "properties": {
-                "@timestamp": {"type": "date"},
-                "OsqueryFilter": {"properties": {"name": text_with_raw, "parentname": text_with_raw}},
-            }
-        },
-    )
-    _index_ndjson(es_client, name, SAMPLE)
+    create_sample_index(es_client, name)
     yield name
     es_client.indices.delete(index=name)
 
@@ -144,7 +121,7 @@ def parity_index(es_client: Elasticsearch):
     name = "rcp-parity-shapes"
     es_client.options(ignore_status=404).indices.delete(index=name)
     es_client.indices.create(index=name, settings={"number_of_shards": 3, "number_of_replicas": 0})
-    _index_ndjson(es_client, name, PARITY)
+    index_ndjson(es_client, name, PARITY)
     yield name
     es_client.indices.delete(index=name)
 

@@ -1,0 +1,41 @@
+"""Loading test events into the real node (shared by the integration tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from elasticsearch import Elasticsearch, helpers
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "examples/sample-events.ndjson"
+
+# How ee-outliers deployments map osquery names: text with a keyword ".raw" sub-field.
+TEXT_WITH_RAW = {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 1024}}}
+SAMPLE_MAPPINGS = {
+    "properties": {
+        "@timestamp": {"type": "date"},
+        "OsqueryFilter": {"properties": {"name": TEXT_WITH_RAW, "parentname": TEXT_WITH_RAW}},
+    }
+}
+
+
+def index_ndjson(client: Elasticsearch, index: str, path: Path) -> int:
+    """Bulk-index an NDJSON file of hits (their ``_id`` kept) and make it searchable."""
+    actions = (
+        {"_index": index, "_id": hit["_id"], "_source": hit["_source"]}
+        for hit in map(json.loads, path.read_text().splitlines())
+    )
+    indexed, errors = helpers.bulk(client, actions, refresh="wait_for", chunk_size=2000)
+    assert errors == []
+    return indexed
+
+
+def create_sample_index(client: Elasticsearch, index: str, *, shards: int = 2) -> None:
+    """The bundled sample in ``index``, mapped like an ee-outliers deployment."""
+    client.indices.create(
+        index=index,
+        settings={"number_of_shards": shards, "number_of_replicas": 0},
+        mappings=SAMPLE_MAPPINGS,
+    )
+    index_ndjson(client, index, SAMPLE)
