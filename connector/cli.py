@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from connector import __version__
 from connector.engine import detect_file_result
 from connector.errors import ConnectorError
 from connector.report import render_table
+from connector.service.catalog import load_catalog
+from connector.service.serving import APP_FACTORY, GUNICORN_CONF, parse_bind, parse_workers
+from connector.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +98,44 @@ def detect(
         click.echo(json.dumps(contract, ensure_ascii=False, indent=2))
     else:
         click.echo(render_table(contract), nl=False)
+
+
+@main.command()
+@click.option(
+    "--bind",
+    metavar="HOST:PORT",
+    help="Address to listen on (or unix:/PATH); default: CONNECTOR_BIND, else 127.0.0.1:8080.",
+)
+@click.option(
+    "--workers",
+    metavar="N",
+    help="gunicorn worker processes (1-64); default: CONNECTOR_WORKERS, else 2.",
+)
+def serve(bind: str | None, workers: str | None) -> None:
+    """Serve the webhook API with gunicorn; settings come from CONNECTOR_* environment variables.
+
+    The settings and use-case files are checked first, so a misconfiguration exits with 2 and a
+    message before gunicorn starts.
+    """
+    try:
+        bind = parse_bind(bind or os.environ.get("CONNECTOR_BIND"))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--bind") from None
+    try:
+        worker_count = parse_workers(workers or os.environ.get("CONNECTOR_WORKERS"))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--workers") from None
+    try:
+        settings = Settings.from_env()
+        load_catalog(settings.use_case_paths, settings.global_config_path)
+    except ConnectorError as error:
+        _fail(error)
+    environment = dict(os.environ, CONNECTOR_BIND=bind, CONNECTOR_WORKERS=str(worker_count))
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), APP_FACTORY]
+    click.echo(f"starting gunicorn on {bind} with {worker_count} worker(s)", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, environment)
 
 
 def _fail(error: ConnectorError) -> None:

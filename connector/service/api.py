@@ -1,0 +1,176 @@
+"""HTTP endpoints: the authenticated API (``/api/v1``) and the public probes and OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from connector.annotate import AnnotateMode
+from connector.engine import detect_in_elasticsearch
+from connector.service.access import choose_index
+from connector.service.errors import MalformedJsonError, UnsupportedMediaTypeError
+from connector.service.readiness import ElasticsearchCheck, check_elasticsearch
+from connector.service.state import ServiceState
+from connector.timerange import isoformat_z, resolve_baseline, resolve_range
+
+log = logging.getLogger(__name__)
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+public = Blueprint("public", __name__)
+
+
+def service_state() -> ServiceState:
+    state = current_app.extensions["connector"]
+    assert isinstance(state, ServiceState)
+    return state
+
+
+@api.before_request
+def authenticate() -> None:
+    service_state().authenticator.check(request.headers.get("Authorization"))
+
+
+@api.post("/detect")
+def detect() -> Response:
+    """Validate the request, resolve use case, index and range, run the engine, return its report."""
+    state = service_state()
+    settings = state.settings
+    body = read_json_body()
+    state.schemas.validate("detect-request", body)
+
+    now = datetime.now(UTC)
+    time_range = resolve_range(
+        body["range"]["from"], body["range"]["to"], now=now, max_days=settings.max_range_days
+    )
+    baseline_start = None
+    if "baseline" in body:
+        baseline_start = resolve_baseline(
+            body["baseline"]["from"], time_range=time_range, now=now, max_days=settings.max_range_days
+        )
+    use_case = state.catalog.select(body.get("use_case"))
+    index = choose_index(body.get("index"), use_case, settings.allowed_indices)
+
+    began = time.monotonic()
+    log.info(
+        "detect %s over %s from %s to %s (baseline %s)",
+        use_case.section,
+        index,
+        isoformat_z(time_range.start),
+        isoformat_z(time_range.end),
+        isoformat_z(baseline_start) if baseline_start else "none",
+    )
+    result = detect_in_elasticsearch(
+        state.es_client,
+        use_case,
+        index=index,
+        time_range=time_range,
+        baseline_start=baseline_start,
+        annotate=AnnotateMode(body.get("annotate", "results_index")),
+        dry_run=bool(body.get("dry_run", False)),
+        results_index=settings.results_index,
+        max_outliers=int(body.get("max_outliers", 1000)),
+    )
+    response_body = result.to_response()
+    response_body.setdefault("took_ms", int((time.monotonic() - began) * 1000))
+    response_body["request_id"] = g.request_id
+    return jsonify(response_body)
+
+
+@api.get("/use-cases")
+def list_use_cases() -> Response:
+    catalog = service_state().catalog
+    use_cases = [
+        {
+            "name": use_case.section,
+            "model_name": use_case.model_name,
+            "default": position == 0,
+            "aggregator": list(use_case.aggregator),
+            "target": list(use_case.target),
+            "target_count_method": use_case.target_count_method.value,
+            "trigger_method": use_case.trigger_method.value,
+            "trigger_on": use_case.trigger_on.value,
+            "trigger_sensitivity": use_case.trigger_sensitivity,
+            "es_index": use_case.es_index,
+        }
+        for position, use_case in enumerate(catalog.use_cases)
+    ]
+    return jsonify({"use_cases": use_cases})
+
+
+@public.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@public.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Ready when Elasticsearch answers our credentials and use cases are loaded; reveals nothing else."""
+    state = service_state()
+    elasticsearch = check_elasticsearch(state.es_client)
+    use_cases = len(state.catalog.use_cases)
+    ready = elasticsearch is ElasticsearchCheck.OK and use_cases > 0
+    body = {
+        "status": "ready" if ready else "not_ready",
+        "checks": {"elasticsearch": elasticsearch.value, "use_cases": use_cases},
+    }
+    return jsonify(body), 200 if ready else 503
+
+
+@public.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(service_state().openapi)
+
+
+class _JsonProblem(ValueError):
+    """Valid JSON syntax that we still refuse (NaN/Infinity, duplicate keys)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _JsonProblem(f"{name} is not a JSON number")
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _JsonProblem(f"duplicate key {key!r} in an object")
+        result[key] = value
+    return result
+
+
+def read_json_body() -> Any:
+    """The request body parsed as strict JSON.
+
+    :raises UnsupportedMediaTypeError: (415) unless ``Content-Type`` is ``application/json``.
+    :raises MalformedJsonError: (400) naming line and column of the syntax error.
+    :raises werkzeug.exceptions.RequestEntityTooLarge: (413) above ``MAX_CONTENT_LENGTH``.
+    """
+    if request.mimetype != "application/json":
+        declared = (request.mimetype or "none")[:100]
+        raise UnsupportedMediaTypeError(
+            f"send the body as JSON with 'Content-Type: application/json' (got {declared!r})"
+        )
+    raw = request.get_data(cache=False)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _malformed(f"request body is not UTF-8 text (invalid byte at offset {error.start})") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicates)
+    except json.JSONDecodeError as error:
+        raise _malformed(
+            f"request body is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
+        ) from None
+    except _JsonProblem as error:
+        raise _malformed(f"request body is not accepted: {error}") from None
+    except RecursionError:
+        raise _malformed("request body is nested too deeply") from None
+
+
+def _malformed(message: str) -> MalformedJsonError:
+    return MalformedJsonError(message, details=[{"path": "$", "message": message}])

@@ -1,0 +1,341 @@
+"""Deployment settings of the webhook service, read from environment variables in one place.
+
+:meth:`Settings.from_env` is the only code that reads ``CONNECTOR_*`` variables. Every bad value
+becomes a :class:`~connector.errors.ConfigError` that names the variable and says what is allowed,
+so ``connector serve`` (and gunicorn's workers) refuse to start instead of running half configured.
+Secrets are wrapped in :class:`Secret`, whose ``repr``/``str`` never show the value.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from connector.errors import ConfigError
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ALLOWED_INDICES = ("osquery-*",)
+DEFAULT_RESULTS_INDEX = "outliers-rare-child"
+DEFAULT_MAX_BODY_BYTES = 65536
+DEFAULT_MAX_RANGE_DAYS = 400
+DEFAULT_ES_TIMEOUT_SECONDS = 30.0
+MIN_TOKEN_LENGTH = 16
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+# Elasticsearch index names: lowercase, none of \ / ? " < > | , # : or whitespace. Allowed patterns may
+# add the only wildcard Elasticsearch knows, "*"; no "?" or "[...]" (fnmatch would treat them as wildcards).
+_INDEX_PATTERN = re.compile(r"[a-z0-9._+*-]+")
+_INDEX_NAME = re.compile(r"[a-z0-9][a-z0-9._+-]*")
+# Bearer tokens are sent in a header: visible ASCII (RFC 6750 token68 plus a few safe extras), no spaces.
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=:-]+")
+
+
+class Secret:
+    """A secret string (password, token, API key) that does not show up in reprs, logs or tracebacks.
+
+    Call :meth:`reveal` at the one place that needs the value.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the service needs from its deployment; build it with :meth:`from_env`."""
+
+    es_url: str
+    use_case_paths: tuple[str, ...]
+    es_api_key: Secret | None = None
+    es_username: str | None = None
+    es_password: Secret | None = None
+    es_ca_certs: str | None = None
+    es_verify_certs: bool = True
+    es_timeout_seconds: float = DEFAULT_ES_TIMEOUT_SECONDS
+    global_config_path: str | None = None
+    api_tokens: tuple[Secret, ...] = ()
+    basic_user: str | None = None
+    basic_password: Secret | None = None
+    allow_anonymous: bool = False
+    allowed_indices: tuple[str, ...] = DEFAULT_ALLOWED_INDICES
+    results_index: str = DEFAULT_RESULTS_INDEX
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_range_days: int = DEFAULT_MAX_RANGE_DAYS
+    log_level: str = "INFO"
+
+    @property
+    def has_service_credentials(self) -> bool:
+        return bool(self.api_tokens) or self.basic_user is not None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Read and validate every ``CONNECTOR_*`` variable.
+
+        Empty variables count as unset. Lists are comma-separated.
+
+        :raises ConfigError: naming the variable and the values it allows; also when no service
+            credential is configured and ``CONNECTOR_ALLOW_ANONYMOUS`` is not ``true``.
+        """
+        env = _Environment(environ)
+
+        es_url = env.required("CONNECTOR_ES_URL", "the Elasticsearch base URL, e.g. https://es.internal:9200")
+        _check_es_url(es_url)
+        es_api_key = env.secret("CONNECTOR_ES_API_KEY")
+        es_username = env.text("CONNECTOR_ES_USERNAME")
+        es_password = env.secret("CONNECTOR_ES_PASSWORD")
+        if es_api_key is not None and (es_username is not None or es_password is not None):
+            raise _error(
+                "CONNECTOR_ES_API_KEY",
+                "set either an API key or CONNECTOR_ES_USERNAME/CONNECTOR_ES_PASSWORD, not both",
+            )
+        if (es_username is None) != (es_password is None):
+            missing = "CONNECTOR_ES_PASSWORD" if es_password is None else "CONNECTOR_ES_USERNAME"
+            raise _error(missing, "set CONNECTOR_ES_USERNAME and CONNECTOR_ES_PASSWORD together")
+        es_ca_certs = env.text("CONNECTOR_ES_CA_CERTS")
+        if es_ca_certs is not None:
+            if not Path(es_ca_certs).is_file():
+                raise _error("CONNECTOR_ES_CA_CERTS", f"{es_ca_certs!r} is not a file; give a PEM CA bundle")
+            if not es_url.lower().startswith("https://"):
+                raise _error("CONNECTOR_ES_CA_CERTS", "a CA certificate needs an https:// CONNECTOR_ES_URL")
+
+        use_case_paths = env.list("CONNECTOR_USE_CASES")
+        if not use_case_paths:
+            raise _error(
+                "CONNECTOR_USE_CASES",
+                "required; give one or more INI use-case files, separated by ',' (e.g. /etc/rcp/rare.ini)",
+            )
+
+        api_tokens = tuple(Secret(token) for token in env.list("CONNECTOR_API_TOKENS"))
+        for token in api_tokens:
+            _check_token(token)
+        basic_user = env.text("CONNECTOR_BASIC_USER")
+        basic_password = env.secret("CONNECTOR_BASIC_PASSWORD")
+        if (basic_user is None) != (basic_password is None):
+            missing = "CONNECTOR_BASIC_PASSWORD" if basic_password is None else "CONNECTOR_BASIC_USER"
+            raise _error(missing, "set CONNECTOR_BASIC_USER and CONNECTOR_BASIC_PASSWORD together")
+        if basic_user is not None and ":" in basic_user:
+            raise _error("CONNECTOR_BASIC_USER", "must not contain ':' (HTTP basic auth splits on it)")
+        allow_anonymous = env.boolean("CONNECTOR_ALLOW_ANONYMOUS", default=False)
+        has_credentials = bool(api_tokens) or basic_user is not None
+        if not has_credentials and not allow_anonymous:
+            raise ConfigError(
+                "the service refuses to start without credentials: set CONNECTOR_API_TOKENS or "
+                "CONNECTOR_BASIC_USER/CONNECTOR_BASIC_PASSWORD, or CONNECTOR_ALLOW_ANONYMOUS=true "
+                "to accept unauthenticated requests"
+            )
+        if has_credentials and allow_anonymous:
+            raise _error(
+                "CONNECTOR_ALLOW_ANONYMOUS",
+                "is true while service credentials are configured; unset one of them "
+                "(anonymous access means no credentials at all)",
+            )
+
+        allowed_indices = env.list("CONNECTOR_ALLOWED_INDICES") or DEFAULT_ALLOWED_INDICES
+        for pattern in allowed_indices:
+            _check_allowed_pattern(pattern)
+        results_index = env.text("CONNECTOR_RESULTS_INDEX") or DEFAULT_RESULTS_INDEX
+        _check_results_index(results_index)
+
+        log_level = (env.text("CONNECTOR_LOG_LEVEL") or "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            raise _error("CONNECTOR_LOG_LEVEL", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+
+        return cls(
+            es_url=es_url,
+            es_api_key=es_api_key,
+            es_username=es_username,
+            es_password=es_password,
+            es_ca_certs=es_ca_certs,
+            es_verify_certs=env.boolean("CONNECTOR_ES_VERIFY_CERTS", default=True),
+            es_timeout_seconds=env.number(
+                "CONNECTOR_ES_TIMEOUT_SECONDS", default=DEFAULT_ES_TIMEOUT_SECONDS, minimum=1, maximum=3600
+            ),
+            use_case_paths=use_case_paths,
+            global_config_path=env.text("CONNECTOR_GLOBAL_CONFIG"),
+            api_tokens=api_tokens,
+            basic_user=basic_user,
+            basic_password=basic_password,
+            allow_anonymous=allow_anonymous,
+            allowed_indices=allowed_indices,
+            results_index=results_index,
+            max_body_bytes=env.integer(
+                "CONNECTOR_MAX_BODY_BYTES", default=DEFAULT_MAX_BODY_BYTES, minimum=1024, maximum=10 * 2**20
+            ),
+            max_range_days=env.integer(
+                "CONNECTOR_MAX_RANGE_DAYS", default=DEFAULT_MAX_RANGE_DAYS, minimum=1, maximum=36600
+            ),
+            log_level=log_level,
+        )
+
+    def es_client(self) -> Elasticsearch:
+        """A new Elasticsearch 8.x client for these settings. It connects lazily, on its first request.
+
+        TLS options are passed only for ``https://`` URLs (the client refuses them otherwise);
+        certificate verification stays on unless ``CONNECTOR_ES_VERIFY_CERTS=false``.
+        """
+        from elasticsearch import Elasticsearch
+
+        tls: dict[str, object] = {}
+        if self.es_url.lower().startswith("https://"):
+            tls = {"verify_certs": self.es_verify_certs}
+            if self.es_ca_certs is not None:
+                tls["ca_certs"] = self.es_ca_certs
+        basic_auth = None
+        if self.es_username is not None and self.es_password is not None:
+            basic_auth = (self.es_username, self.es_password.reveal())
+        return Elasticsearch(
+            self.es_url,
+            api_key=self.es_api_key.reveal() if self.es_api_key is not None else None,
+            basic_auth=basic_auth,
+            request_timeout=self.es_timeout_seconds,
+            **tls,  # type: ignore[arg-type]
+        )
+
+
+class _Environment:
+    """Typed readers over an environment mapping; each error names its variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str, what: str) -> str:
+        value = self.text(name)
+        if value is None:
+            raise _error(name, f"required; set it to {what}")
+        return value
+
+    def secret(self, name: str) -> Secret | None:
+        value = self.text(name)
+        return Secret(value) if value is not None else None
+
+    def list(self, name: str) -> tuple[str, ...]:
+        raw = self._environ.get(name, "")
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+    def boolean(self, name: str, *, default: bool) -> bool:
+        value = self.text(name)
+        if value is None:
+            return default
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise _error(name, f"{value!r} is not a boolean; use true/false (or 1/0, yes/no, on/off)")
+
+    def integer(self, name: str, *, default: int, minimum: int, maximum: int) -> int:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise _error(name, f"{value!r} is not a whole number; use {minimum}..{maximum}") from None
+        if not minimum <= number <= maximum:
+            raise _error(name, f"{number} is out of range; use {minimum}..{maximum}")
+        return number
+
+    def number(self, name: str, *, default: float, minimum: float, maximum: float) -> float:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise _error(name, f"{value!r} is not a number; use {minimum:g}..{maximum:g}") from None
+        if not math.isfinite(number) or not minimum <= number <= maximum:
+            raise _error(name, f"{value} is out of range; use {minimum:g}..{maximum:g}")
+        return number
+
+
+def _error(variable: str, reason: str) -> ConfigError:
+    return ConfigError(reason, option=variable)
+
+
+def _check_es_url(url: str) -> None:
+    name = "CONNECTOR_ES_URL"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise _error(name, f"{url!r} is not a URL ({error}); write e.g. https://es.internal:9200") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise _error(
+            name, f"{url!r} is not an http:// or https:// URL with a host, e.g. https://es.internal:9200"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise _error(
+            name,
+            "must not contain credentials; use CONNECTOR_ES_API_KEY or CONNECTOR_ES_USERNAME/PASSWORD",
+        )
+    if parts.query or parts.fragment:
+        raise _error(name, "must not have a query string or fragment; give the base URL only")
+    if port == 0:
+        raise _error(name, "port 0 is not a port; use e.g. 9200")
+
+
+def _check_token(token: Secret) -> None:
+    # Never echo the token itself in the message.
+    value = token.reveal()
+    if len(value) < MIN_TOKEN_LENGTH:
+        raise _error("CONNECTOR_API_TOKENS", f"each token needs at least {MIN_TOKEN_LENGTH} characters")
+    if not _TOKEN.fullmatch(value):
+        raise _error(
+            "CONNECTOR_API_TOKENS",
+            "tokens may contain only letters, digits and . _ ~ + / = : - (no spaces or quotes)",
+        )
+
+
+def _check_allowed_pattern(pattern: str) -> None:
+    name = "CONNECTOR_ALLOWED_INDICES"
+    if pattern.startswith(("-", "+", "_")) or not _INDEX_PATTERN.fullmatch(pattern):
+        raise _error(
+            name,
+            f"{pattern!r} is not an index pattern; use lowercase index names with '*' wildcards "
+            "(e.g. osquery-*), without ':' (remote clusters), '?' or a leading '-', '+' or '_'",
+        )
+
+
+def _check_results_index(index: str) -> None:
+    if not _INDEX_NAME.fullmatch(index) or len(index.encode()) > 255:
+        raise _error(
+            "CONNECTOR_RESULTS_INDEX",
+            f"{index!r} is not an index name; use lowercase letters, digits and . _ + - "
+            "(starting with a letter or digit, no wildcards)",
+        )
