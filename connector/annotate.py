@@ -395,6 +395,8 @@ def _write_results(
             tally.unchanged += 1  # the same outlier twice in one call is still one document
         documents[document_id] = results_document(use_case, outlier, explanation)
 
+    if documents:
+        _create_results_index(client, results_index)
     sent = False
     ids = list(documents)
     for start in range(0, len(ids), BULK_CHUNK_SIZE):
@@ -427,6 +429,25 @@ def _write_results(
     if refresh and not sent and documents:
         # Everything was already there: still honour the caller's request to make it searchable.
         _call(lambda: client.indices.refresh(index=results_index), "refreshing the results index")
+
+
+def _create_results_index(client: Elasticsearch, results_index: str) -> None:
+    """Create the results index with the template's mappings when it does not exist yet.
+
+    This keeps ``outliers.*`` correctly typed even where nobody installed the template (that needs
+    a cluster privilege the service should not hold); creating the index needs only
+    ``create_index``, which writing to a new index needs anyway. An existing index is left as is,
+    and a refusal is left for the bulk request to report item by item.
+    """
+    mappings = results_index_template(results_index)["template"]["mappings"]
+    response = _call(
+        lambda: client.options(ignore_status=(400, 403)).indices.create(
+            index=results_index, mappings=mappings
+        ),
+        "creating the results index",
+    )
+    if response.meta.status == 200:
+        log.info("created results index %s", results_index)
 
 
 def _stored_sources(client: Elasticsearch, index: str, ids: list[str]) -> dict[str, Any]:

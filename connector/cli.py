@@ -1,6 +1,7 @@
 """The ``connector`` command line: thin wrappers around the engine.
 
-Exit codes: 0 ok, 1 operational error, 2 usage or configuration error. Results go to stdout,
+Exit codes: 0 ok, 1 operational error, 2 usage or configuration error, 3 some writes failed.
+Results go to stdout,
 messages and progress to stderr.
 """
 
@@ -10,19 +11,35 @@ import json
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
 from connector import __version__
-from connector.engine import detect_file_result
+from connector.annotate import AnnotateMode, install_results_template, results_template_name
+from connector.config import load_global_settings, load_use_cases
+from connector.engine import (
+    DEFAULT_RESULTS_INDEX,
+    ElasticsearchDetection,
+    detect_file_result,
+    detect_in_elasticsearch,
+)
 from connector.errors import ConnectorError
+from connector.loading import load_events
 from connector.report import render_table
 from connector.service.catalog import load_catalog
 from connector.service.serving import APP_FACTORY, GUNICORN_CONF, parse_bind, parse_workers
-from connector.settings import Settings
+from connector.settings import ElasticsearchConnection, Settings
+from connector.sources.ndjson import NdjsonSource
+from connector.timerange import resolve_baseline, resolve_range
 
 log = logging.getLogger(__name__)
+
+EXIT_WRITES_FAILED = 3
+CLI_MAX_RANGE_DAYS = 3660
+DEFAULT_SOURCE_INDEX = "osquery-*"
 
 _EXISTING_FILE = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
 
@@ -34,6 +51,9 @@ def main(verbose: int) -> None:
     """Rare child process detection (the ee-outliers terms model) for the Elastic stack."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if verbose < 2:
+        # The client logs every retry with a traceback; our own error message says what failed.
+        logging.getLogger("elastic_transport").setLevel(logging.ERROR)
 
 
 @main.command()
@@ -48,8 +68,53 @@ def main(verbose: int) -> None:
     "--events",
     "events_path",
     type=_EXISTING_FILE,
-    required=True,
     help="NDJSON file: one Elasticsearch hit or one event document per line.",
+)
+@click.option(
+    "--es-url",
+    "es_url",
+    metavar="URL",
+    help="Detect over Elasticsearch instead of a file (credentials: CONNECTOR_ES_* variables).",
+)
+@click.option(
+    "--index",
+    metavar="PATTERN",
+    help="With --es-url: index pattern; default: the use case's es_index, else osquery-*.",
+)
+@click.option(
+    "--from",
+    "range_from",
+    default="now-7d",
+    show_default=True,
+    metavar="TIME",
+    help="With --es-url: start of the range (ISO-8601 or date math).",
+)
+@click.option(
+    "--to",
+    "range_to",
+    default="now",
+    show_default=True,
+    metavar="TIME",
+    help="With --es-url: end of the range, exclusive.",
+)
+@click.option(
+    "--baseline-from",
+    "baseline_from",
+    metavar="TIME",
+    help="With --es-url: count from here too, but report only events in the range.",
+)
+@click.option(
+    "--annotate",
+    type=click.Choice([mode.value for mode in AnnotateMode]),
+    default="none",
+    show_default=True,
+    help="With --es-url: write outliers to the results index or in place.",
+)
+@click.option(
+    "--results-index",
+    default=DEFAULT_RESULTS_INDEX,
+    show_default=True,
+    help="With --annotate results_index: where outliers are written.",
 )
 @click.option(
     "--use-case",
@@ -73,31 +138,112 @@ def main(verbose: int) -> None:
 )
 def detect(
     config_path: Path,
-    events_path: Path,
+    events_path: Path | None,
+    es_url: str | None,
+    index: str | None,
+    range_from: str,
+    range_to: str,
+    baseline_from: str | None,
+    annotate: str,
+    results_index: str,
     use_case: str | None,
     global_config_path: Path | None,
     output_format: str,
 ) -> None:
-    """Run a use case over an NDJSON events file and print its outliers."""
+    """Run a use case over an NDJSON file (--events) or Elasticsearch (--es-url); print its outliers.
+
+    Both give the same JSON. Exit code 3 means some outliers could not be written.
+    """
+    if (events_path is None) == (es_url is None):
+        raise click.UsageError("give exactly one of --events FILE or --es-url URL")
+    if events_path is not None:
+        contract = _detect_file(config_path, events_path, use_case, global_config_path)
+        failed_writes = 0
+    else:
+        try:
+            detection = _detect_elasticsearch(
+                config_path,
+                es_url or "",
+                index,
+                range_from,
+                range_to,
+                baseline_from,
+                annotate,
+                results_index,
+                use_case,
+                global_config_path,
+            )
+        except ConnectorError as error:
+            _fail(error)
+        contract = detection.to_contract()
+        failed_writes = detection.annotation.failed
+        for item in detection.annotation.errors:
+            click.echo(
+                f"error: writing {item.get('_id')}: {item.get('type')}: {item.get('reason')}", err=True
+            )
+    if output_format == "json":
+        click.echo(json.dumps(contract, ensure_ascii=False, indent=2))
+    else:
+        click.echo(render_table(contract), nl=False)
+    if failed_writes:
+        click.echo(f"error: {failed_writes} outlier(s) could not be written", err=True)
+        sys.exit(EXIT_WRITES_FAILED)
+
+
+def _detect_file(
+    config_path: Path, events_path: Path, use_case: str | None, global_config_path: Path | None
+) -> dict[str, Any]:
     progress = _terminal_progress(events_path) if sys.stderr.isatty() else None
     try:
-        result = detect_file_result(
+        return detect_file_result(
             config_path=config_path,
             events_path=events_path,
             use_case=use_case,
             global_config_path=global_config_path,
             progress=progress,
-        )
+        ).to_contract()
     except ConnectorError as error:
         _fail(error)
+        raise  # unreachable: _fail exits
     finally:
         if progress:
             click.echo("\r\033[K", nl=False, err=True)
-    contract = result.to_contract()
-    if output_format == "json":
-        click.echo(json.dumps(contract, ensure_ascii=False, indent=2))
-    else:
-        click.echo(render_table(contract), nl=False)
+
+
+def _detect_elasticsearch(
+    config_path: Path,
+    es_url: str,
+    index: str | None,
+    range_from: str,
+    range_to: str,
+    baseline_from: str | None,
+    annotate: str,
+    results_index: str,
+    use_case: str | None,
+    global_config_path: Path | None,
+) -> ElasticsearchDetection:
+    global_settings = load_global_settings(global_config_path) if global_config_path else None
+    selected = load_use_cases(config_path, global_settings).select(use_case)
+    now = datetime.now(UTC)
+    time_range = resolve_range(range_from, range_to, now=now, max_days=CLI_MAX_RANGE_DAYS, path="range")
+    baseline = None
+    if baseline_from is not None:
+        baseline = resolve_baseline(
+            baseline_from, time_range=time_range, now=now, max_days=CLI_MAX_RANGE_DAYS, path="baseline.from"
+        )
+    client = ElasticsearchConnection.from_env(url=es_url).client()
+    try:
+        return detect_in_elasticsearch(
+            client,
+            selected,
+            index=index or selected.es_index or DEFAULT_SOURCE_INDEX,
+            time_range=time_range,
+            baseline_start=baseline,
+            annotate=AnnotateMode(annotate),
+            results_index=results_index,
+        )
+    finally:
+        client.close()
 
 
 @main.command()
@@ -136,6 +282,62 @@ def serve(bind: str | None, workers: str | None) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, argv, environment)
+
+
+@main.command()
+@click.option(
+    "--events",
+    "events_path",
+    type=_EXISTING_FILE,
+    required=True,
+    help="NDJSON file of hits or event documents (e.g. examples/sample-events.ndjson).",
+)
+@click.option("--index", required=True, metavar="NAME", help="Index to load them into.")
+@click.option("--es-url", "es_url", metavar="URL", help="Default: CONNECTOR_ES_URL.")
+def load(events_path: Path, index: str, es_url: str | None) -> None:
+    """Index an NDJSON events file into Elasticsearch (ids kept), e.g. to try the service on the sample."""
+    try:
+        client = ElasticsearchConnection.from_env(url=es_url).client()
+        try:
+            report = load_events(client, NdjsonSource(events_path).hits(), index=index)
+        finally:
+            client.close()
+    except ConnectorError as error:
+        _fail(error)
+    click.echo(f"loaded {report.indexed:,} events into {index}", err=True)
+    for item in report.errors:
+        click.echo(f"error: {item}", err=True)
+    if report.failed:
+        click.echo(f"error: {report.failed} event(s) could not be indexed", err=True)
+        sys.exit(EXIT_WRITES_FAILED)
+
+
+@main.group()
+def setup() -> None:
+    """Install what the connector needs in Elasticsearch."""
+
+
+@setup.command("template")
+@click.option(
+    "--results-index",
+    default=DEFAULT_RESULTS_INDEX,
+    show_default=True,
+    help="The results index the template is for.",
+)
+@click.option("--es-url", "es_url", metavar="URL", help="Default: CONNECTOR_ES_URL.")
+def setup_template(results_index: str, es_url: str | None) -> None:
+    """Install the results index template (needs the manage_index_templates privilege)."""
+    try:
+        client = ElasticsearchConnection.from_env(url=es_url).client()
+        try:
+            install_results_template(client, results_index)
+        finally:
+            client.close()
+    except ConnectorError as error:
+        _fail(error)
+    click.echo(
+        f"installed index template {results_template_name(results_index)} for {results_index}", err=True
+    )
 
 
 def _fail(error: ConnectorError) -> None:

@@ -111,25 +111,10 @@ class Settings:
         """
         env = _Environment(environ)
 
-        es_url = env.required("CONNECTOR_ES_URL", "the Elasticsearch base URL, e.g. https://es.internal:9200")
-        _check_es_url(es_url)
-        es_api_key = env.secret("CONNECTOR_ES_API_KEY")
-        es_username = env.text("CONNECTOR_ES_USERNAME")
-        es_password = env.secret("CONNECTOR_ES_PASSWORD")
-        if es_api_key is not None and (es_username is not None or es_password is not None):
-            raise _error(
-                "CONNECTOR_ES_API_KEY",
-                "set either an API key or CONNECTOR_ES_USERNAME/CONNECTOR_ES_PASSWORD, not both",
-            )
-        if (es_username is None) != (es_password is None):
-            missing = "CONNECTOR_ES_PASSWORD" if es_password is None else "CONNECTOR_ES_USERNAME"
-            raise _error(missing, "set CONNECTOR_ES_USERNAME and CONNECTOR_ES_PASSWORD together")
-        es_ca_certs = env.text("CONNECTOR_ES_CA_CERTS")
-        if es_ca_certs is not None:
-            if not Path(es_ca_certs).is_file():
-                raise _error("CONNECTOR_ES_CA_CERTS", f"{es_ca_certs!r} is not a file; give a PEM CA bundle")
-            if not es_url.lower().startswith("https://"):
-                raise _error("CONNECTOR_ES_CA_CERTS", "a CA certificate needs an https:// CONNECTOR_ES_URL")
+        connection = ElasticsearchConnection.from_env(environ)
+        es_url = connection.url
+        es_api_key, es_username, es_password = connection.api_key, connection.username, connection.password
+        es_ca_certs = connection.ca_certs
 
         use_case_paths = env.list("CONNECTOR_USE_CASES")
         if not use_case_paths:
@@ -179,10 +164,8 @@ class Settings:
             es_username=es_username,
             es_password=es_password,
             es_ca_certs=es_ca_certs,
-            es_verify_certs=env.boolean("CONNECTOR_ES_VERIFY_CERTS", default=True),
-            es_timeout_seconds=env.number(
-                "CONNECTOR_ES_TIMEOUT_SECONDS", default=DEFAULT_ES_TIMEOUT_SECONDS, minimum=1, maximum=3600
-            ),
+            es_verify_certs=connection.verify_certs,
+            es_timeout_seconds=connection.timeout_seconds,
             use_case_paths=use_case_paths,
             global_config_path=env.text("CONNECTOR_GLOBAL_CONFIG"),
             api_tokens=api_tokens,
@@ -201,7 +184,74 @@ class Settings:
         )
 
     def es_client(self) -> Elasticsearch:
-        """A new Elasticsearch 8.x client for these settings. It connects lazily, on its first request.
+        """A new Elasticsearch 8.x client for these settings (see :meth:`ElasticsearchConnection.client`)."""
+        return ElasticsearchConnection(
+            url=self.es_url,
+            api_key=self.es_api_key,
+            username=self.es_username,
+            password=self.es_password,
+            ca_certs=self.es_ca_certs,
+            verify_certs=self.es_verify_certs,
+            timeout_seconds=self.es_timeout_seconds,
+        ).client()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ElasticsearchConnection:
+    """How to reach Elasticsearch: shared by the service and the command line."""
+
+    url: str
+    api_key: Secret | None = None
+    username: str | None = None
+    password: Secret | None = None
+    ca_certs: str | None = None
+    verify_certs: bool = True
+    timeout_seconds: float = DEFAULT_ES_TIMEOUT_SECONDS
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] = os.environ, *, url: str | None = None
+    ) -> ElasticsearchConnection:
+        """The ``CONNECTOR_ES_*`` variables; ``url`` (e.g. from ``--es-url``) wins over CONNECTOR_ES_URL.
+
+        :raises ConfigError: naming the variable and what it allows.
+        """
+        env = _Environment(environ)
+        es_url = url or env.required(
+            "CONNECTOR_ES_URL", "the Elasticsearch base URL, e.g. https://es.internal:9200"
+        )
+        _check_es_url(es_url)
+        api_key = env.secret("CONNECTOR_ES_API_KEY")
+        username = env.text("CONNECTOR_ES_USERNAME")
+        password = env.secret("CONNECTOR_ES_PASSWORD")
+        if api_key is not None and (username is not None or password is not None):
+            raise _error(
+                "CONNECTOR_ES_API_KEY",
+                "set either an API key or CONNECTOR_ES_USERNAME/CONNECTOR_ES_PASSWORD, not both",
+            )
+        if (username is None) != (password is None):
+            missing = "CONNECTOR_ES_PASSWORD" if password is None else "CONNECTOR_ES_USERNAME"
+            raise _error(missing, "set CONNECTOR_ES_USERNAME and CONNECTOR_ES_PASSWORD together")
+        ca_certs = env.text("CONNECTOR_ES_CA_CERTS")
+        if ca_certs is not None:
+            if not Path(ca_certs).is_file():
+                raise _error("CONNECTOR_ES_CA_CERTS", f"{ca_certs!r} is not a file; give a PEM CA bundle")
+            if not es_url.lower().startswith("https://"):
+                raise _error("CONNECTOR_ES_CA_CERTS", "a CA certificate needs an https:// CONNECTOR_ES_URL")
+        return cls(
+            url=es_url,
+            api_key=api_key,
+            username=username,
+            password=password,
+            ca_certs=ca_certs,
+            verify_certs=env.boolean("CONNECTOR_ES_VERIFY_CERTS", default=True),
+            timeout_seconds=env.number(
+                "CONNECTOR_ES_TIMEOUT_SECONDS", default=DEFAULT_ES_TIMEOUT_SECONDS, minimum=1, maximum=3600
+            ),
+        )
+
+    def client(self) -> Elasticsearch:
+        """A new Elasticsearch 8.x client. It connects lazily, on its first request.
 
         TLS options are passed only for ``https://`` URLs (the client refuses them otherwise);
         certificate verification stays on unless ``CONNECTOR_ES_VERIFY_CERTS=false``.
@@ -209,18 +259,18 @@ class Settings:
         from elasticsearch import Elasticsearch
 
         tls: dict[str, object] = {}
-        if self.es_url.lower().startswith("https://"):
-            tls = {"verify_certs": self.es_verify_certs}
-            if self.es_ca_certs is not None:
-                tls["ca_certs"] = self.es_ca_certs
+        if self.url.lower().startswith("https://"):
+            tls = {"verify_certs": self.verify_certs}
+            if self.ca_certs is not None:
+                tls["ca_certs"] = self.ca_certs
         basic_auth = None
-        if self.es_username is not None and self.es_password is not None:
-            basic_auth = (self.es_username, self.es_password.reveal())
+        if self.username is not None and self.password is not None:
+            basic_auth = (self.username, self.password.reveal())
         return Elasticsearch(
-            self.es_url,
-            api_key=self.es_api_key.reveal() if self.es_api_key is not None else None,
+            self.url,
+            api_key=self.api_key.reveal() if self.api_key is not None else None,
             basic_auth=basic_auth,
-            request_timeout=self.es_timeout_seconds,
+            request_timeout=self.timeout_seconds,
             **tls,  # type: ignore[arg-type]
         )
 

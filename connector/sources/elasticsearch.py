@@ -405,22 +405,29 @@ def translate_api_error(error: ApiError) -> Exception:
 
 
 def elasticsearch_reason(error: ApiError) -> str:
-    """The most specific reason Elasticsearch gave (root cause, then caused_by), else the error type."""
+    """The most specific reason Elasticsearch gave, in one line.
+
+    A shard failure's root cause ("Failed to parse query [...]") gains the first line of what
+    caused it ("Cannot parse '...': Encountered "<EOF>" at line 1, column 27.").
+    """
     body = error.body if isinstance(error.body, Mapping) else {}
     details = body.get("error")
-    if isinstance(details, Mapping):
-        for cause in details.get("root_cause") or []:
-            if isinstance(cause, Mapping) and cause.get("reason"):
-                reason = str(cause["reason"])
-                caused_by = details.get("caused_by")
-                while isinstance(caused_by, Mapping):
-                    if caused_by.get("reason"):
-                        reason = str(caused_by["reason"])
-                    caused_by = caused_by.get("caused_by")
-                return reason
-        if details.get("reason"):
-            return str(details["reason"])
-    return str(error.message)
+    if not isinstance(details, Mapping):
+        return str(error.message)
+    reason = ""
+    for cause in details.get("root_cause") or []:
+        if isinstance(cause, Mapping) and cause.get("reason"):
+            reason = str(cause["reason"])
+            break
+    reason = reason or str(details.get("reason") or error.message)
+    for failure in details.get("failed_shards") or []:
+        caused_by = failure.get("reason", {}).get("caused_by") if isinstance(failure, Mapping) else None
+        if isinstance(caused_by, Mapping) and caused_by.get("reason"):
+            return f"{reason}: {str(caused_by['reason']).splitlines()[0]}"
+    caused_by = details.get("caused_by")
+    if isinstance(caused_by, Mapping) and caused_by.get("reason"):
+        return f"{reason}: {str(caused_by['reason']).splitlines()[0]}"
+    return reason
 
 
 def isoformat_z(moment: datetime) -> str:

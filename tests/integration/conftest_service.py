@@ -40,6 +40,26 @@ STOP_TIMEOUT_S = 40.0  # gunicorn's graceful_timeout is 30 s
 REQUEST_TIMEOUT_S = 60.0
 #: Indices the test services may read; test indices are created under this prefix.
 SERVICE_INDEX_PREFIX = "rcp-svc-"
+# Use cases that Elasticsearch must refuse (422): a Lucene syntax error, and a field no index has.
+BROKEN_USE_CASES = """
+[terms_broken_query]
+es_query_filter=OsqueryFilter.name:(cmd.exe
+aggregator=OsqueryFilter.parentname
+target=OsqueryFilter.name
+target_count_method=within_aggregator
+trigger_on=low
+trigger_method=pct_of_avg_value
+trigger_sensitivity=1
+
+[terms_unknown_field]
+es_query_filter=tags:endpoint
+aggregator=OsqueryFilter.grandparentname
+target=OsqueryFilter.name
+target_count_method=within_aggregator
+trigger_on=low
+trigger_method=pct_of_avg_value
+trigger_sensitivity=1
+"""
 
 
 def free_loopback_port() -> int:
@@ -220,6 +240,8 @@ def service_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Holds the use-case copy and the services' logs."""
     workdir = tmp_path_factory.mktemp("service")
     shutil.copyfile(EXAMPLE_USE_CASES, workdir / "rare_child.ini")
+    with (workdir / "rare_child.ini").open("a") as use_cases:
+        use_cases.write(BROKEN_USE_CASES)
     return workdir
 
 

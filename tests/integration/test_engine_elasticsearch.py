@@ -229,3 +229,16 @@ def test_in_place_annotates_source_events_once(es_client, index_name, seed_use_c
         annotate=AnnotateMode.IN_PLACE,
     )
     assert (again.annotation.written, again.annotation.unchanged) == (0, 5)
+
+
+def test_results_index_gets_typed_mappings_without_a_template(
+    es_client, sample_index, seed_use_case, index_name
+):
+    """With no template installed, the connector creates the results index with the typed mappings."""
+    _detect(es_client, seed_use_case, sample_index, results_index=index_name)
+    mapping = es_client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"][
+        "outliers"
+    ]
+    assert mapping["properties"]["decision_frontier"] == {"type": "double"}
+    assert mapping["properties"]["term"]["type"] == "keyword"
+    assert mapping["properties"]["term_count"] == {"type": "long"}

@@ -92,7 +92,7 @@ def test_readyz_is_ready_with_elasticsearch_up(gunicorn_service: RunningService)
     """With the node up, /readyz is 200 ready: Elasticsearch ok, one use case loaded."""
     result = gunicorn_service.call("GET", "/readyz")
     assert result.status == 200, result.body
-    assert result.json() == {"status": "ready", "checks": {"elasticsearch": "ok", "use_cases": 1}}
+    assert result.json() == {"status": "ready", "checks": {"elasticsearch": "ok", "use_cases": 3}}
     assert_valid("readiness-response", result.json())
 
 
@@ -103,7 +103,11 @@ def test_use_cases_with_credentials(gunicorn_service: RunningService, scheme: st
     result = gunicorn_service.call("GET", "/api/v1/use-cases", headers=headers)
     assert result.status == 200, result.body
     assert_valid("use-cases-response", result.json())
-    assert [item["name"] for item in result.json()["use_cases"]] == ["terms_rare_childname"]
+    assert [item["name"] for item in result.json()["use_cases"]] == [
+        "terms_rare_childname",
+        "terms_broken_query",
+        "terms_unknown_field",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -195,7 +199,7 @@ def test_readyz_is_503_when_elasticsearch_is_unreachable(gunicorn_service_es_dow
     assert result.status == 503
     assert result.json() == {
         "status": "not_ready",
-        "checks": {"elasticsearch": "unreachable", "use_cases": 1},
+        "checks": {"elasticsearch": "unreachable", "use_cases": 3},
     }
     assert_valid("readiness-response", result.json())
 

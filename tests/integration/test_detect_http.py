@@ -1,0 +1,145 @@
+"""POST /api/v1/detect over real HTTP: every documented status produced for real, write modes, baseline."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from conftest_service import SERVICE_INDEX_PREFIX, RunningService
+from elasticsearch import Elasticsearch
+from es_data import create_sample_index
+from test_service_http import assert_error, assert_valid
+
+SAMPLE_RANGE = {"from": "2024-03-04T00:00:00Z", "to": "2024-03-07T00:00:00Z"}
+PLANTED = {
+    ("WINWORD.EXE", "cmd.exe"),
+    ("OUTLOOK.EXE", "powershell.exe"),
+    ("chrome.exe", "cmd.exe"),
+    ("chrome.exe", "7zFM.exe"),
+    ("explorer.exe", "TightVNCViewerPortable.exe"),
+}
+
+
+@pytest.fixture
+def events_index(es_client: Elasticsearch) -> Iterator[str]:
+    """A fresh copy of the sample in an index the service may read (in-place runs modify it)."""
+    name = f"{SERVICE_INDEX_PREFIX}detect-{uuid.uuid4().hex}"
+    create_sample_index(es_client, name, shards=1)
+    yield name
+    es_client.options(ignore_status=404).indices.delete(index=name)
+
+
+def _detect(service: RunningService, body: dict, *, basic: bool = False):
+    return service.call(
+        "POST", "/api/v1/detect", json_body=body, headers=service.basic if basic else service.bearer
+    )
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        "*",
+        "osquery-*",
+        f"{SERVICE_INDEX_PREFIX}a,secret",
+        f"-{SERVICE_INDEX_PREFIX}a",
+        f"remote:{SERVICE_INDEX_PREFIX}*",
+    ],
+    ids=["everything", "not-allowed-pattern", "comma-widening", "exclusion", "remote-cluster"],
+)
+def test_index_outside_the_allowed_patterns_is_403(gunicorn_service, index):
+    """Index names that would widen access are refused before any query is sent."""
+    result = _detect(gunicorn_service, {"range": SAMPLE_RANGE, "index": index})
+    assert_error(result, 403, "index_not_allowed")
+
+
+def test_unknown_use_case_is_404_listing_the_known_ones(gunicorn_service, events_index):
+    """The message names the use cases the service has."""
+    result = _detect(gunicorn_service, {"range": SAMPLE_RANGE, "index": events_index, "use_case": "nope"})
+    error = assert_error(result, 404, "unknown_use_case")
+    assert "terms_rare_childname" in error["message"]
+
+
+def test_bad_es_query_filter_is_422_with_elasticsearch_reason(gunicorn_service, events_index):
+    """Elasticsearch's parse error reaches the caller as 422 query_rejected, with its reason."""
+    body = {"range": SAMPLE_RANGE, "index": events_index, "use_case": "terms_broken_query"}
+    error = assert_error(_detect(gunicorn_service, body), 422, "query_rejected")
+    assert "Cannot parse 'OsqueryFilter.name:(cmd.exe'" in error["message"]
+
+
+def test_field_missing_from_the_index_is_422_naming_field_and_index(gunicorn_service, events_index):
+    """A configured field that no target index maps: 422 invalid_field naming both."""
+    body = {"range": SAMPLE_RANGE, "index": events_index, "use_case": "terms_unknown_field"}
+    error = assert_error(_detect(gunicorn_service, body), 422, "invalid_field")
+    assert "OsqueryFilter.grandparentname" in error["message"]
+    assert events_index in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("range_", "path"),
+    [
+        ({"from": "now-7x", "to": "now"}, "$.range.from"),
+        ({"from": "2024-03-07T00:00:00Z", "to": "2024-03-04T00:00:00Z"}, "$.range.to"),
+        ({"from": "now-30y", "to": "now"}, "$.range"),
+    ],
+    ids=["bad-date-math", "to-before-from", "too-long"],
+)
+def test_bad_ranges_are_400_naming_the_path(gunicorn_service, range_, path):
+    """Ranges are resolved by the service; a bad one is a 400 whose details point at it."""
+    error = assert_error(_detect(gunicorn_service, {"range": range_}), 400, "invalid_range")
+    assert [detail["path"] for detail in error["details"]] == [path]
+
+
+def test_basic_auth_detection_writes_results_and_reruns_change_nothing(
+    gunicorn_service, events_index, es_client, service_results_index
+):
+    """A Watcher-style call (HTTP basic) writes the five outliers; the same call again writes none."""
+    body = {"range": SAMPLE_RANGE, "index": events_index}
+    first = _detect(gunicorn_service, body, basic=True)
+    assert first.status == 200, first.body
+    response = first.json()
+    assert_valid("detect-response", response)
+    assert {(o["aggregator"], o["term"]) for o in response["outliers"]} == PLANTED
+    assert response["annotation"]["mode"] == "results_index"
+    assert response["annotation"]["index"] == service_results_index
+    assert response["annotation"]["written"] + response["annotation"]["unchanged"] == 5
+    again = _detect(gunicorn_service, body, basic=True).json()
+    assert (again["annotation"]["written"], again["annotation"]["unchanged"]) == (0, 5)
+    es_client.indices.refresh(index=service_results_index)
+    query = {"terms": {"outliers.source_index": [events_index]}}
+    assert es_client.count(index=service_results_index, query=query)["count"] == 5
+
+
+def test_in_place_mode_annotates_the_source_events(gunicorn_service, events_index, es_client):
+    """annotate=in_place: the five source events carry tags and outliers.*, nothing else does."""
+    body = {"range": SAMPLE_RANGE, "index": events_index, "annotate": "in_place"}
+    result = _detect(gunicorn_service, body)
+    assert result.status == 200, result.body
+    assert result.json()["annotation"]["written"] == 5
+    es_client.indices.refresh(index=events_index)
+    annotated = es_client.search(index=events_index, query={"exists": {"field": "outliers"}}, size=10)["hits"]
+    assert annotated["total"]["value"] == 5
+    assert {
+        (hit["_source"]["outliers"]["aggregator"][0], hit["_source"]["outliers"]["term"][0])
+        for hit in annotated["hits"]
+    } == PLANTED
+
+
+def test_baseline_over_http_reports_the_last_day_only(gunicorn_service, events_index):
+    """baseline: counted over three days, reported for the last one, first seen in range."""
+    body = {
+        "range": {"from": "2024-03-06T00:00:00Z", "to": "2024-03-07T00:00:00Z"},
+        "baseline": {"from": "2024-03-04T00:00:00Z"},
+        "index": events_index,
+        "dry_run": True,
+    }
+    result = _detect(gunicorn_service, body)
+    assert result.status == 200, result.body
+    response = result.json()
+    assert_valid("detect-response", response)
+    assert {(o["aggregator"], o["term"]) for o in response["outliers"]} == {
+        ("OUTLOOK.EXE", "powershell.exe"),
+        ("explorer.exe", "TightVNCViewerPortable.exe"),
+    }
+    assert all(o["first_seen_in_range"] is True for o in response["outliers"])
+    assert response["baseline"] == {"from": "2024-03-04T00:00:00.000Z"}
