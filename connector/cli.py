@@ -11,15 +11,18 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
+from elasticsearch import Elasticsearch
 
 from connector import __version__
 from connector.annotate import AnnotateMode, install_results_template, results_template_name
-from connector.config import load_global_settings, load_use_cases
+from connector.config import load_use_case
 from connector.engine import (
     DEFAULT_RESULTS_INDEX,
     ElasticsearchDetection,
@@ -222,8 +225,7 @@ def _detect_elasticsearch(
     use_case: str | None,
     global_config_path: Path | None,
 ) -> ElasticsearchDetection:
-    global_settings = load_global_settings(global_config_path) if global_config_path else None
-    selected = load_use_cases(config_path, global_settings).select(use_case)
+    selected = load_use_case(config_path, use_case, global_config_path=global_config_path)
     now = datetime.now(UTC)
     time_range = resolve_range(range_from, range_to, now=now, max_days=CLI_MAX_RANGE_DAYS, path="range")
     baseline = None
@@ -231,8 +233,7 @@ def _detect_elasticsearch(
         baseline = resolve_baseline(
             baseline_from, time_range=time_range, now=now, max_days=CLI_MAX_RANGE_DAYS, path="baseline.from"
         )
-    client = ElasticsearchConnection.from_env(url=es_url).client()
-    try:
+    with _elasticsearch(es_url) as client:
         return detect_in_elasticsearch(
             client,
             selected,
@@ -242,8 +243,6 @@ def _detect_elasticsearch(
             annotate=AnnotateMode(annotate),
             results_index=results_index,
         )
-    finally:
-        client.close()
 
 
 @main.command()
@@ -297,11 +296,8 @@ def serve(bind: str | None, workers: str | None) -> None:
 def load(events_path: Path, index: str, es_url: str | None) -> None:
     """Index an NDJSON events file into Elasticsearch (ids kept), e.g. to try the service on the sample."""
     try:
-        client = ElasticsearchConnection.from_env(url=es_url).client()
-        try:
+        with _elasticsearch(es_url) as client:
             report = load_events(client, NdjsonSource(events_path).hits(), index=index)
-        finally:
-            client.close()
     except ConnectorError as error:
         _fail(error)
     click.echo(f"loaded {report.indexed:,} events into {index}", err=True)
@@ -328,16 +324,23 @@ def setup() -> None:
 def setup_template(results_index: str, es_url: str | None) -> None:
     """Install the results index template (needs the manage_index_templates privilege)."""
     try:
-        client = ElasticsearchConnection.from_env(url=es_url).client()
-        try:
+        with _elasticsearch(es_url) as client:
             install_results_template(client, results_index)
-        finally:
-            client.close()
     except ConnectorError as error:
         _fail(error)
     click.echo(
         f"installed index template {results_template_name(results_index)} for {results_index}", err=True
     )
+
+
+@contextmanager
+def _elasticsearch(es_url: str | None) -> Iterator[Elasticsearch]:
+    """A client from --es-url (else CONNECTOR_ES_URL) and the CONNECTOR_ES_* credentials, closed after."""
+    client = ElasticsearchConnection.from_env(url=es_url).client()
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def _fail(error: ConnectorError) -> None:

@@ -217,6 +217,14 @@ def load_use_cases(path: str | Path, global_settings: GlobalSettings | None = No
     return UseCaseFile(str(path), tuple(use_cases))
 
 
+def load_use_case(
+    path: str | Path, name: str | None = None, *, global_config_path: str | Path | None = None
+) -> UseCase:
+    """One use case of a file (see :meth:`UseCaseFile.select`), with an optional global file."""
+    global_settings = load_global_settings(global_config_path) if global_config_path else None
+    return load_use_cases(path, global_settings).select(name)
+
+
 def load_global_settings(path: str | Path) -> GlobalSettings:
     """Read an ee-outliers global configuration file (the parts this service uses).
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from elasticsearch import Elasticsearch
 
 from connector.annotate import AnnotateMode, WriteReport, write_outliers
-from connector.config import UseCase, load_global_settings, load_use_cases
+from connector.config import UseCase, load_use_case
 from connector.explain import Explanation
 from connector.model.fields import ABSENT, lookup
 from connector.model.outlier import Outlier
@@ -133,8 +133,7 @@ def detect_file_result(
     global_config_path: str | Path | None = None,
     progress: Progress | None = None,
 ) -> DetectionResult:
-    global_settings = load_global_settings(global_config_path) if global_config_path else None
-    selected = load_use_cases(config_path, global_settings).select(use_case)
+    selected = load_use_case(config_path, use_case, global_config_path=global_config_path)
     return run(NdjsonSource(events_path, progress=progress), selected)
 
 
