@@ -61,20 +61,18 @@ def test_results_are_written_once_and_reruns_change_nothing(
     es_client, sample_index, seed_use_case, results_index
 ):
     """First run writes 5 documents; the same run again leaves 5, reporting them unchanged."""
-    first = detect_in_elasticsearch(
+    first = _detect(
         es_client,
         seed_use_case,
-        index=sample_index,
-        time_range=Window(*EVERYTHING),
+        sample_index,
         results_index=results_index,
     )
     assert first.annotation.written == 5 and first.annotation.failed == 0
     assert _count(es_client, results_index) == 5
-    again = detect_in_elasticsearch(
+    again = _detect(
         es_client,
         seed_use_case,
-        index=sample_index,
-        time_range=Window(*EVERYTHING),
+        sample_index,
         results_index=results_index,
     )
     assert (again.annotation.written, again.annotation.unchanged, again.annotation.failed) == (0, 5, 0)
@@ -122,11 +120,10 @@ def test_overlapping_concurrent_runs_leave_one_document_per_outlier(
 def test_dry_run_and_none_write_nothing(es_client, sample_index, seed_use_case, index_name):
     """dry_run and annotate=none find the same outliers and create no index."""
     for kwargs in ({"dry_run": True}, {"annotate": AnnotateMode.NONE}):
-        detection = detect_in_elasticsearch(
+        detection = _detect(
             es_client,
             seed_use_case,
-            index=sample_index,
-            time_range=Window(*EVERYTHING),
+            sample_index,
             results_index=index_name,
             **kwargs,
         )
@@ -156,11 +153,10 @@ def test_baseline_reports_only_the_range_and_says_first_seen(es_client, sample_i
 
 def test_explanations_are_exact(es_client, sample_index, seed_use_case):
     """host_count, aggregator totals and top terms agree with a direct count of the sample."""
-    detection = detect_in_elasticsearch(
+    detection = _detect(
         es_client,
         seed_use_case,
-        index=sample_index,
-        time_range=Window(*EVERYTHING),
+        sample_index,
         annotate=AnnotateMode.NONE,
     )
     body = detection.to_response()
@@ -186,11 +182,10 @@ def test_explanations_are_exact(es_client, sample_index, seed_use_case):
 
 def test_max_outliers_caps_the_list_but_not_the_total(es_client, sample_index, seed_use_case):
     """max_outliers=2: two outliers listed, outliers_total still 5."""
-    detection = detect_in_elasticsearch(
+    detection = _detect(
         es_client,
         seed_use_case,
-        index=sample_index,
-        time_range=Window(*EVERYTHING),
+        sample_index,
         annotate=AnnotateMode.NONE,
         max_outliers=2,
     )
@@ -202,11 +197,10 @@ def test_max_outliers_caps_the_list_but_not_the_total(es_client, sample_index, s
 def test_in_place_annotates_source_events_once(es_client, index_name, seed_use_case):
     """in_place tags the source events with the ee-outliers record; a re-run writes nothing."""
     index_ndjson(es_client, index_name, SAMPLE)
-    first = detect_in_elasticsearch(
+    first = _detect(
         es_client,
         seed_use_case,
-        index=index_name,
-        time_range=Window(*EVERYTHING),
+        index_name,
         annotate=AnnotateMode.IN_PLACE,
     )
     assert (first.annotation.written, first.annotation.failed) == (5, 0)
@@ -221,11 +215,10 @@ def test_in_place_annotates_source_events_once(es_client, index_name, seed_use_c
         assert outliers["summary"] == [
             f"rare child process {outliers['term'][0]} for {outliers['aggregator'][0]}"
         ]
-    again = detect_in_elasticsearch(
+    again = _detect(
         es_client,
         seed_use_case,
-        index=index_name,
-        time_range=Window(*EVERYTHING),
+        index_name,
         annotate=AnnotateMode.IN_PLACE,
     )
     assert (again.annotation.written, again.annotation.unchanged) == (0, 5)
