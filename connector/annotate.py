@@ -52,12 +52,23 @@ BULK_INITIAL_BACKOFF_S = 1
 MAX_CONFLICT_RETRIES = 3
 
 TEMPLATE_PRIORITY = 200
-TEMPLATE_VERSION = 1
+# Raise with every change of results_index_template (2: the OsqueryFilter fields Kibana shows, mapped).
+TEMPLATE_VERSION = 2
 DEFAULT_RESULTS_INDEX = "outliers-rare-child"
 # ignore_above counts characters; 8191 characters of UTF-8 (at most 4 bytes each) stay below Lucene's
 # 32766-byte limit for one term, so a huge value is stored (in _source) but not indexed, instead of the
 # whole document being rejected.
 KEYWORD_IGNORE_ABOVE = 8191
+# OsqueryFilter.<name> fields of the copied event that the results template maps explicitly.
+EVENT_FIELDS_SHOWN_IN_KIBANA = (
+    "name",
+    "parentname",
+    "cmdline",
+    "parentcmdline",
+    "username",
+    "path",
+    "sha256",
+)
 
 
 class AnnotateMode(StrEnum):
@@ -725,6 +736,7 @@ def results_index_template(
     lets tests or operators add some.
     """
     keyword = {"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}
+    event_string = {**keyword, "fields": {"text": {"type": "text"}}}
     template: dict[str, Any] = {
         "mappings": {
             # A copy of each event comes along, so the event part stays dynamic, with two rules:
@@ -737,7 +749,7 @@ def results_index_template(
                 {
                     "strings_as_keyword": {
                         "match_mapping_type": "string",
-                        "mapping": {**keyword, "fields": {"text": {"type": "text"}}},
+                        "mapping": event_string,
                     }
                 },
                 # JSON floats would become 32-bit "float" (1.5525 aggregates as 1.5525000095367432).
@@ -747,6 +759,12 @@ def results_index_template(
                 "@timestamp": {"type": "date"},
                 "tags": dict(keyword),
                 "host": {"properties": {"name": dict(keyword)}},
+                # The osquery fields the bundled Kibana objects show (kibana_saved_objects/), mapped
+                # explicitly as the dynamic rule above would map them: Kibana then knows them before
+                # the first outlier arrives, and a test can check the objects against this template.
+                "OsqueryFilter": {
+                    "properties": {name: copy.deepcopy(event_string) for name in EVENT_FIELDS_SHOWN_IN_KIBANA}
+                },
                 "outliers": {
                     "properties": {
                         "model_name": dict(keyword),
