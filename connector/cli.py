@@ -30,6 +30,7 @@ from connector.engine import (
     detect_in_elasticsearch,
 )
 from connector.errors import ConnectorError
+from connector.kibana import kibana_command, kibana_connector_command
 from connector.loading import load_events
 from connector.report import render_table
 from connector.service.catalog import load_catalog
@@ -37,6 +38,7 @@ from connector.service.serving import APP_FACTORY, GUNICORN_CONF, parse_bind, pa
 from connector.settings import ElasticsearchConnection, Settings
 from connector.sources.ndjson import NdjsonSource
 from connector.timerange import resolve_baseline, resolve_range
+from connector.watcher import watch_command
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +312,7 @@ def load(events_path: Path, index: str, es_url: str | None) -> None:
 
 @main.group()
 def setup() -> None:
-    """Install what the connector needs in Elasticsearch."""
+    """Install what the connector needs in Elasticsearch and Kibana (template, objects, schedule)."""
 
 
 @setup.command("template")
@@ -359,3 +361,8 @@ def _terminal_progress(events_path: Path):  # type: ignore[no-untyped-def]
         )
 
     return report
+
+
+setup.add_command(watch_command)
+setup.add_command(kibana_command)
+setup.add_command(kibana_connector_command)

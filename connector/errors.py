@@ -153,3 +153,49 @@ class ElasticsearchTimeoutError(ConnectorError):
     code = "elasticsearch_timeout"
     status = 504
     exit_code = 1
+
+
+class WatcherUnavailableError(ConnectorError):
+    """The cluster cannot store watches: Watcher is not installed, or the licence does not include it."""
+
+    code = "watcher_unavailable"
+    status = 501
+    exit_code = 1
+
+
+class WatchRejectedError(ConnectorError):
+    """Elasticsearch refused the rendered watch (a parse error, usually after hand edits of the asset)."""
+
+    code = "watch_rejected"
+    status = 502
+    exit_code = 1
+
+
+class KibanaError(ConnectorError):
+    """Kibana answered with an error the connector cannot work around; the message carries Kibana's own."""
+
+    code = "kibana_error"
+    status = 502
+    exit_code = 1
+
+
+class KibanaUnavailableError(KibanaError):
+    """Kibana cannot be reached (refused, timed out, TLS verification failed, not Kibana at that URL)."""
+
+    code = "kibana_unavailable"
+    status = 503
+
+
+class KibanaAuthError(KibanaError):
+    """Kibana refused the credentials (401) or the user lacks a privilege (403)."""
+
+    code = "kibana_auth_failed"
+    status = 502
+
+
+class SavedObjectsImportError(KibanaError):
+    """Kibana rejected some objects of an import; ``details`` has one entry per failed object."""
+
+    code = "saved_objects_rejected"
+    status = 502
+    exit_code = 3

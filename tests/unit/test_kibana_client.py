@@ -1,0 +1,763 @@
+"""The Kibana installer client against a local stand-in that checks requests as Kibana's API expects them.
+
+The stand-in (``http.server`` on 127.0.0.1, one thread, bounded by timeouts) checks what Kibana checks:
+method, path with the space prefix, the ``overwrite`` query parameter, the ``kbn-xsrf`` header, the
+``Authorization`` header, and for imports a ``multipart/form-data`` body with one part named ``file``
+whose filename ends in ``.ndjson``. A request that breaks a rule is answered 418 and recorded in
+``problems``. Answers are Kibana's documented shapes (reference/kibana.md section 6, the actions and
+alerting APIs).
+"""
+
+from __future__ import annotations
+
+import base64
+import email.parser
+import email.policy
+import json
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from click.testing import CliRunner
+
+from connector.errors import (
+    ConfigError,
+    KibanaAuthError,
+    KibanaError,
+    KibanaUnavailableError,
+    SavedObjectsImportError,
+)
+from connector.kibana import (
+    DEFAULT_BUNDLE,
+    DEFAULT_CONNECTOR_ID,
+    DEFAULT_RULE_ID,
+    KibanaClient,
+    KibanaConnection,
+    kibana_command,
+    kibana_connector_command,
+    render_connector,
+    render_rule,
+)
+from connector.scheduling import ServiceCredentials, ServiceEndpoint
+from connector.settings import Secret
+
+TLS_DIR = Path(__file__).parent / "data" / "kibana-tls"
+API_KEY = "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw=="
+USERNAME = "installer"
+PASSWORD = "kibana-pa$$word-for-tests"
+SERVICE_PASSWORD = "service-pa$$word-for-tests"
+REQUEST_TIMEOUT_S = 5.0
+BUNDLE_LINES = [
+    {"type": "index-pattern", "id": "rcp-results", "attributes": {"title": "outliers-rare-child*"}},
+    {"type": "search", "id": "rcp-search", "attributes": {"title": "Rare child processes"}},
+    {"type": "dashboard", "id": "rcp-dashboard", "attributes": {"title": "Rare child processes"}},
+]
+EXPORT_SUMMARY = {"exportedCount": 3, "missingRefCount": 0, "missingReferences": []}
+
+
+# -- the local stand-in --------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class StandIn:
+    """What the local Kibana saw; ``problems`` lists every way a request differed from Kibana's API."""
+
+    url: str
+    requests: list[Recorded] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def calls(self) -> list[tuple[str, str]]:
+        return [(request.method, request.path) for request in self.requests]
+
+
+@contextmanager
+def kibana_stand_in(
+    replies: Mapping[tuple[str, str], Reply],
+    *,
+    authorization: str | None,
+    import_file: bytes | None = None,
+    overwrite: str = "true",
+    tls: bool = False,
+) -> Iterator[StandIn]:
+    """Serve ``replies`` keyed by (method, path); check every request; stop the server afterwards."""
+    stand_in = StandIn(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT_S  # a stuck client cannot hold the server thread
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+            pass
+
+        def _handle(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            recorded = Recorded(self.command, parts.path, parse_qs(parts.query), dict(self.headers), body)
+            stand_in.requests.append(recorded)
+            problems = check_request(recorded, authorization, import_file, overwrite)
+            stand_in.problems.extend(problems)
+            reply = replies.get((self.command, parts.path))
+            if problems:
+                reply = Reply(418, {"problems": problems})
+            elif reply is None:
+                reply = Reply(404, {"statusCode": 404, "error": "Not Found", "message": "Not Found"})
+            raw = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        do_GET = do_POST = do_PUT = _handle
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    scheme = "http"
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(TLS_DIR / "server.pem", TLS_DIR / "server-key.pem")
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    stand_in.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield stand_in
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def check_request(
+    request: Recorded, authorization: str | None, import_file: bytes | None, overwrite: str
+) -> list[str]:
+    """Every difference between ``request`` and what Kibana's API requires."""
+    problems = []
+    if "kbn-xsrf" not in {name.lower() for name in request.headers}:
+        problems.append("no kbn-xsrf header")
+    if request.headers.get("Authorization") != authorization:
+        problems.append(f"Authorization header is {request.headers.get('Authorization')!r}")
+    if request.path.endswith("/api/saved_objects/_import"):
+        problems.extend(check_import(request, import_file, overwrite))
+    elif request.method in ("POST", "PUT"):
+        if request.headers.get("Content-Type") != "application/json":
+            problems.append(f"Content-Type is {request.headers.get('Content-Type')!r}")
+        try:
+            json.loads(request.body)
+        except ValueError:
+            problems.append("the body is not JSON")
+    return problems
+
+
+def check_import(request: Recorded, import_file: bytes | None, overwrite: str) -> list[str]:
+    problems = []
+    if request.method != "POST":
+        problems.append(f"import method is {request.method}")
+    if request.query != {"overwrite": [overwrite]}:
+        problems.append(f"import query is {request.query}")
+    content_type = request.headers.get("Content-Type", "")
+    if not content_type.startswith("multipart/form-data; boundary="):
+        problems.append(f"import Content-Type is {content_type!r}")
+        return problems
+    boundary = content_type.partition("boundary=")[2]
+    if not request.body.startswith(f"--{boundary}\r\n".encode()):
+        problems.append("the body does not start with the boundary")
+    if not request.body.endswith(f"\r\n--{boundary}--\r\n".encode()):
+        problems.append("the body does not end with the closing boundary")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + request.body
+    )
+    parts = list(message.iter_parts()) if message.is_multipart() else []
+    if len(parts) != 1:
+        return [*problems, f"the form has {len(parts)} parts, not 1"]
+    part = parts[0]
+    if part.get_param("name", header="content-disposition") != "file":
+        problems.append(f"the form field is {part.get_param('name', header='content-disposition')!r}")
+    filename = part.get_filename() or ""
+    if not filename.endswith(".ndjson"):
+        problems.append(f"Invalid file extension: {filename!r}")
+    if import_file is not None and part.get_payload(decode=True) != import_file:
+        problems.append("the uploaded file differs from the bundle")
+    return problems
+
+
+# -- fixtures and helpers ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    """Three objects and an export summary line (which Kibana drops and we must not count)."""
+    path = tmp_path / "rare-child-connector.ndjson"
+    lines = [json.dumps(line, sort_keys=True) for line in [*BUNDLE_LINES, EXPORT_SUMMARY]]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def connection(url: str, *, space: str | None = None, **environ: str) -> KibanaConnection:
+    env = environ or {"KIBANA_API_KEY": API_KEY}
+    return KibanaConnection.from_env(env, url=url, space=space, timeout_seconds=REQUEST_TIMEOUT_S)
+
+
+def api_key_header() -> str:
+    return f"ApiKey {API_KEY}"
+
+
+def success_results(overwrite: bool = True) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": line["type"],
+            "id": line["id"],
+            "meta": {"title": line["attributes"]["title"], "icon": "app"},
+            **({"overwrite": True} if overwrite else {}),
+        }
+        for line in BUNDLE_LINES
+    ]
+
+
+ALL_SUCCESS = {"success": True, "successCount": 3, "successResults": success_results(), "warnings": []}
+PARTIAL = {
+    "success": False,
+    "successCount": 0,
+    "errors": [
+        {
+            "type": "search",
+            "id": "rcp-search",
+            "meta": {"title": "Rare child processes", "icon": "discoverApp"},
+            "error": {"type": "missing_references", "references": [{"type": "index-pattern", "id": "gone"}]},
+        },
+        {
+            "type": "dashboard",
+            "id": "rcp-dashboard",
+            "meta": {"title": "Rare child processes", "icon": "dashboardApp"},
+            "error": {"type": "conflict"},
+        },
+        {
+            "type": "index-pattern",
+            "id": "rcp-results",
+            "meta": {"title": "outliers-rare-child*"},
+            "error": {
+                "type": "unknown",
+                "message": "Document has a property which belongs to a more recent version of Kibana",
+                "statusCode": 400,
+            },
+        },
+    ],
+    "warnings": [],
+}
+UNAUTHORIZED = {
+    "statusCode": 401,
+    "error": "Unauthorized",
+    "message": "[security_exception]: unable to authenticate with provided credentials",
+}
+DUPLICATES = {
+    "statusCode": 400,
+    "error": "Bad Request",
+    "message": "Non-unique import objects detected: [dashboard:rcp-dashboard]",
+}
+
+
+def import_path(space: str | None) -> str:
+    return f"/s/{space}/api/saved_objects/_import" if space else "/api/saved_objects/_import"
+
+
+# -- import --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", [None, "security"], ids=["default-space", "named-space"])
+def test_import_sends_exactly_what_kibana_expects_and_reports_every_object(bundle, space):
+    """Multipart field ``file``, ``.ndjson`` filename, kbn-xsrf, ApiKey auth, overwrite=true, space path."""
+    replies = {("POST", import_path(space)): Reply(200, ALL_SUCCESS)}
+    with kibana_stand_in(
+        replies, authorization=api_key_header(), import_file=bundle.read_bytes()
+    ) as stand_in:
+        report = KibanaClient(connection(stand_in.url, space=space)).import_saved_objects(bundle)
+    assert stand_in.problems == []
+    assert stand_in.calls() == [("POST", import_path(space))]
+    assert report.ok
+    assert (report.success_count, report.expected_count) == (3, 3)
+    assert [(item.type, item.id, item.title, item.overwrite) for item in report.imported] == [
+        ("index-pattern", "rcp-results", "outliers-rare-child*", True),
+        ("search", "rcp-search", "Rare child processes", True),
+        ("dashboard", "rcp-dashboard", "Rare child processes", True),
+    ]
+    report.raise_for_errors()  # does not raise
+
+
+def test_the_shipped_bundle_is_uploaded_byte_for_byte_and_every_object_counted():
+    """The default --file (kibana_saved_objects/rare-child-connector.ndjson) goes out unchanged, and the
+    report is done only when Kibana wrote as many objects as the file holds."""
+    objects = [json.loads(line) for line in DEFAULT_BUNDLE.read_text().splitlines() if line.strip()]
+    objects = [item for item in objects if "exportedCount" not in item]
+    results = [{"type": item["type"], "id": item["id"], "meta": {"title": "t"}} for item in objects]
+    answer = {"success": True, "successCount": len(results), "successResults": results, "warnings": []}
+    replies = {("POST", import_path(None)): Reply(200, answer)}
+    with kibana_stand_in(
+        replies, authorization=api_key_header(), import_file=DEFAULT_BUNDLE.read_bytes()
+    ) as stand_in:
+        report = KibanaClient(connection(stand_in.url)).import_saved_objects(DEFAULT_BUNDLE)
+    assert stand_in.problems == []
+    assert report.ok and report.expected_count == len(objects) > 0
+
+
+def test_no_overwrite_sends_overwrite_false_and_basic_auth(bundle):
+    """--no-overwrite is the query parameter overwrite=false; username/password become HTTP basic."""
+    basic = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+    replies = {
+        ("POST", import_path(None)): Reply(200, {**ALL_SUCCESS, "successResults": success_results(False)})
+    }
+    with kibana_stand_in(replies, authorization=basic, overwrite="false") as stand_in:
+        client = KibanaClient(connection(stand_in.url, KIBANA_USERNAME=USERNAME, KIBANA_PASSWORD=PASSWORD))
+        report = client.import_saved_objects(bundle, overwrite=False)
+    assert stand_in.problems == []
+    assert report.ok
+
+
+def test_the_default_space_is_addressed_without_a_prefix(bundle):
+    """--space default is Kibana's default space: no /s/default prefix."""
+    replies = {("POST", import_path(None)): Reply(200, ALL_SUCCESS)}
+    with kibana_stand_in(replies, authorization=api_key_header()) as stand_in:
+        KibanaClient(connection(stand_in.url, space="default")).import_saved_objects(bundle)
+    assert stand_in.calls() == [("POST", "/api/saved_objects/_import")]
+
+
+def test_partial_import_reports_each_rejected_object_with_what_to_do(bundle):
+    """conflict, missing_references and unknown errors are named per object; nothing was written."""
+    replies = {("POST", import_path(None)): Reply(200, PARTIAL)}
+    with kibana_stand_in(replies, authorization=api_key_header()) as stand_in:
+        report = KibanaClient(connection(stand_in.url)).import_saved_objects(bundle)
+    assert stand_in.problems == []
+    assert not report.ok
+    assert [item.describe() for item in report.rejected] == [
+        "rejected search:rcp-search 'Rare child processes': missing_references: references objects neither "
+        "in the file nor in the space: index-pattern:gone",
+        "rejected dashboard:rcp-dashboard 'Rare child processes': conflict: an object with this id exists; "
+        "import again with --overwrite to replace it",
+        "rejected index-pattern:rcp-results 'outliers-rare-child*': unknown: Document has a property which "
+        "belongs to a more recent version of Kibana (status 400)",
+    ]
+    with pytest.raises(SavedObjectsImportError) as raised:
+        report.raise_for_errors()
+    assert raised.value.exit_code == 3
+    assert raised.value.message == (
+        "Kibana rejected 3 of 3 object(s): search:rcp-search (missing_references), "
+        "dashboard:rcp-dashboard (conflict), index-pattern:rcp-results (unknown); Kibana wrote none of them"
+    )
+    assert [detail["id"] for detail in raised.value.details] == ["rcp-search", "rcp-dashboard", "rcp-results"]
+
+
+def test_unsupported_type_leaves_the_others_written_and_still_fails(bundle):
+    """unsupported_type does not stop the other objects; the report says how many were written."""
+    body = {
+        "success": False,
+        "successCount": 2,
+        "successResults": success_results()[:2],
+        "errors": [
+            {
+                "type": "dashboard",
+                "id": "rcp-dashboard",
+                "meta": {"title": "Rare child processes"},
+                "error": {"type": "unsupported_type"},
+            }
+        ],
+        "warnings": [],
+    }
+    with kibana_stand_in(
+        {("POST", import_path(None)): Reply(200, body)}, authorization=api_key_header()
+    ) as s:
+        report = KibanaClient(connection(s.url)).import_saved_objects(bundle)
+    with pytest.raises(SavedObjectsImportError, match=r"2 object\(s\) were written$"):
+        report.raise_for_errors()
+
+
+def test_success_without_every_object_is_not_done(bundle):
+    """success=true but successCount below the file's object count: not done (reference/kibana.md)."""
+    body = {**ALL_SUCCESS, "successCount": 2, "successResults": success_results()[:2]}
+    with kibana_stand_in(
+        {("POST", import_path(None)): Reply(200, body)}, authorization=api_key_header()
+    ) as s:
+        report = KibanaClient(connection(s.url)).import_saved_objects(bundle)
+    assert not report.ok
+    with pytest.raises(SavedObjectsImportError, match=r"with 2 of 3 object\(s\) written and no error"):
+        report.raise_for_errors()
+
+
+def test_wrong_credentials_are_a_clear_auth_error(bundle):
+    """401: the message says which variables hold the credentials, and never the credentials."""
+    replies = {("POST", import_path(None)): Reply(401, UNAUTHORIZED)}
+    with (
+        kibana_stand_in(replies, authorization=api_key_header()) as stand_in,
+        pytest.raises(KibanaAuthError) as raised,
+    ):
+        KibanaClient(connection(stand_in.url)).import_saved_objects(bundle)
+    assert raised.value.message == (
+        "Kibana refused the credentials (401: [security_exception]: unable to authenticate with provided "
+        "credentials); check KIBANA_API_KEY or KIBANA_USERNAME/KIBANA_PASSWORD"
+    )
+    assert API_KEY not in raised.value.message
+
+
+def test_a_bad_file_is_refused_with_kibanas_message(bundle):
+    """400 (here: duplicate objects): Kibana's own message, nothing imported."""
+    replies = {("POST", import_path(None)): Reply(400, DUPLICATES)}
+    with (
+        kibana_stand_in(replies, authorization=api_key_header()) as stand_in,
+        pytest.raises(KibanaError) as raised,
+    ):
+        KibanaClient(connection(stand_in.url)).import_saved_objects(bundle)
+    assert raised.value.message == (
+        "Kibana refused the file (400: Non-unique import objects detected: [dashboard:rcp-dashboard])"
+    )
+
+
+def test_an_unreachable_kibana_is_a_clear_error(bundle):
+    """Connection refused on a closed loopback port."""
+    url = f"http://127.0.0.1:{closed_port()}"
+    with pytest.raises(KibanaUnavailableError) as raised:
+        KibanaClient(connection(url)).import_saved_objects(bundle)
+    assert raised.value.message == (
+        f"Kibana at {url} refused the connection; check --kibana-url and that Kibana is running"
+    )
+
+
+def test_a_redirect_is_not_followed(bundle):
+    """A 302 (a login page, a missing basePath) is an error; the credentials are not sent elsewhere."""
+    replies = {("POST", import_path(None)): Reply(302, b"", {"Location": "http://198.51.100.7/login"})}
+    with (
+        kibana_stand_in(replies, authorization=api_key_header()) as stand_in,
+        pytest.raises(KibanaUnavailableError, match=r"redirect to http://198\.51\.100\.7/login"),
+    ):
+        KibanaClient(connection(stand_in.url)).import_saved_objects(bundle)
+    assert len(stand_in.requests) == 1
+
+
+def test_a_non_json_answer_is_not_taken_for_kibana(bundle):
+    """200 with HTML (a proxy page): the client says it is not Kibana's answer."""
+    replies = {("POST", import_path(None)): Reply(200, b"<html>proxy</html>")}
+    with (
+        kibana_stand_in(replies, authorization=api_key_header()) as stand_in,
+        pytest.raises(KibanaUnavailableError, match=r"is not JSON \(<html>proxy</html>\)"),
+    ):
+        KibanaClient(connection(stand_in.url)).import_saved_objects(bundle)
+
+
+def test_tls_verification_is_on_by_default_and_a_ca_makes_it_pass(bundle):
+    """A certificate from an unknown CA fails verification; --ca-certs with that CA succeeds."""
+    replies = {("POST", import_path(None)): Reply(200, ALL_SUCCESS)}
+    with kibana_stand_in(replies, authorization=api_key_header(), tls=True) as stand_in:
+        with pytest.raises(KibanaUnavailableError) as raised:
+            KibanaClient(connection(stand_in.url)).import_saved_objects(bundle)
+        trusted = KibanaConnection.from_env(
+            {"KIBANA_API_KEY": API_KEY}, url=stand_in.url, ca_certs=str(TLS_DIR / "ca.pem"), timeout_seconds=5
+        )
+        report = KibanaClient(trusted).import_saved_objects(bundle)
+    assert raised.value.message.startswith(f"TLS verification of Kibana at {stand_in.url} failed (")
+    assert raised.value.message.endswith("pass --ca-certs with the CA that signed its certificate")
+    assert report.ok
+    assert len(stand_in.requests) == 1  # only the verified connection got as far as a request
+    assert stand_in.problems == []
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bundle.json", "{}\n", "Kibana imports only files whose name ends in .ndjson"),
+        (
+            "bundle.ndjson",
+            '{"type": "search"}\n{oops\n',
+            "line 2 is not JSON (Expecting property name enclosed in double quotes)",
+        ),
+        ("bundle.ndjson", "[1, 2]\n", "line 1 is not a JSON object"),
+    ],
+    ids=["wrong-extension", "bad-line", "not-an-object"],
+)
+def test_files_kibana_would_refuse_are_refused_before_sending(tmp_path, name, content, message):
+    """The client names the file and line instead of sending a request Kibana rejects as a whole."""
+    path = tmp_path / name
+    path.write_text(content)
+    with (
+        kibana_stand_in({}, authorization=api_key_header()) as stand_in,
+        pytest.raises(ConfigError) as raised,
+    ):
+        KibanaClient(connection(stand_in.url)).import_saved_objects(path)
+    assert raised.value.message == f"{path}: {message}"
+    assert stand_in.requests == []
+
+
+@pytest.mark.parametrize(
+    ("environ", "option"),
+    [
+        (
+            {"KIBANA_API_KEY": API_KEY, "KIBANA_USERNAME": USERNAME, "KIBANA_PASSWORD": PASSWORD},
+            "KIBANA_API_KEY",
+        ),
+        ({"KIBANA_USERNAME": USERNAME}, "KIBANA_PASSWORD"),
+    ],
+    ids=["key-and-password", "user-without-password"],
+)
+def test_ambiguous_credentials_are_a_configuration_error(environ, option):
+    """Either an API key or a user and password; the error names the variable, not its value."""
+    with pytest.raises(ConfigError) as raised:
+        KibanaConnection.from_env(environ, url="https://kibana.internal:5601")
+    assert raised.value.option == option
+    assert API_KEY not in raised.value.message and PASSWORD not in raised.value.message
+
+
+# -- the connector and the rule ------------------------------------------------------------------
+
+CONNECTOR_PATH = f"/api/actions/connector/{DEFAULT_CONNECTOR_ID}"
+RULE_PATH = f"/api/alerting/rule/{DEFAULT_RULE_ID}"
+NOT_FOUND = {"statusCode": 404, "error": "Not Found", "message": "Saved object not found"}
+
+
+def service() -> tuple[ServiceEndpoint, ServiceCredentials]:
+    return ServiceEndpoint.parse("https://rcp.internal:8443"), ServiceCredentials(
+        "kibana", Secret(SERVICE_PASSWORD)
+    )
+
+
+def test_a_new_connector_and_rule_are_created_with_their_ids():
+    """GET answers 404, so each is created with POST .../<id> and the full definition."""
+    endpoint, credentials = service()
+    connector = render_connector(endpoint=endpoint, credentials=credentials)
+    rule = render_rule(connector_id=DEFAULT_CONNECTOR_ID, index="osquery-*")
+    replies = {
+        ("GET", f"/s/soc{CONNECTOR_PATH}"): Reply(404, NOT_FOUND),
+        ("POST", f"/s/soc{CONNECTOR_PATH}"): Reply(200, {"id": DEFAULT_CONNECTOR_ID, **connector}),
+        ("GET", f"/s/soc{RULE_PATH}"): Reply(404, NOT_FOUND),
+        ("POST", f"/s/soc{RULE_PATH}"): Reply(200, {"id": DEFAULT_RULE_ID}),
+    }
+    with kibana_stand_in(replies, authorization=api_key_header()) as stand_in:
+        client = KibanaClient(connection(stand_in.url, space="soc"))
+        assert client.put_connector(DEFAULT_CONNECTOR_ID, connector) == "created"
+        assert client.put_rule(DEFAULT_RULE_ID, rule) == "created"
+    assert stand_in.problems == []
+    assert [(method, path.removeprefix("/s/soc")) for method, path in stand_in.calls()] == [
+        ("GET", CONNECTOR_PATH),
+        ("POST", CONNECTOR_PATH),
+        ("GET", RULE_PATH),
+        ("POST", RULE_PATH),
+    ]
+    sent_connector = json.loads(stand_in.requests[1].body)
+    assert sent_connector == {
+        "name": "Rare child process detection (webhook service)",
+        "connector_type_id": ".webhook",
+        "config": {
+            "url": "https://rcp.internal:8443/api/v1/detect",
+            "method": "post",
+            "headers": {"Content-Type": "application/json"},
+            "hasAuth": True,
+            "authType": "webhook-authentication-basic",
+        },
+        "secrets": {"user": "kibana", "password": SERVICE_PASSWORD},
+    }
+    sent_rule = json.loads(stand_in.requests[3].body)
+    assert sent_rule["actions"][0]["id"] == DEFAULT_CONNECTOR_ID
+    assert sent_rule["actions"][0]["group"] == "query matched"
+    assert json.loads(sent_rule["actions"][0]["params"]["body"])["index"] == "osquery-*"
+
+
+def test_an_existing_connector_and_rule_are_updated_with_what_put_accepts():
+    """Update bodies hold only the fields Kibana's PUT accepts (no type, consumer or enabled)."""
+    endpoint, credentials = service()
+    connector = render_connector(endpoint=endpoint, credentials=credentials)
+    rule = render_rule(connector_id=DEFAULT_CONNECTOR_ID)
+    replies = {
+        ("GET", CONNECTOR_PATH): Reply(200, {"id": DEFAULT_CONNECTOR_ID, "connector_type_id": ".webhook"}),
+        ("PUT", CONNECTOR_PATH): Reply(200, {"id": DEFAULT_CONNECTOR_ID}),
+        ("GET", RULE_PATH): Reply(200, {"id": DEFAULT_RULE_ID, "rule_type_id": ".es-query"}),
+        ("PUT", RULE_PATH): Reply(200, {"id": DEFAULT_RULE_ID}),
+    }
+    with kibana_stand_in(replies, authorization=api_key_header()) as stand_in:
+        client = KibanaClient(connection(stand_in.url))
+        assert client.put_connector(DEFAULT_CONNECTOR_ID, connector) == "updated"
+        assert client.put_rule(DEFAULT_RULE_ID, rule) == "updated"
+    assert stand_in.problems == []
+    assert sorted(json.loads(stand_in.requests[1].body)) == ["config", "name", "secrets"]
+    assert sorted(json.loads(stand_in.requests[3].body)) == ["actions", "name", "params", "schedule", "tags"]
+
+
+def test_an_id_taken_by_another_connector_type_is_not_overwritten():
+    """GET finds a connector of another type under the id: an error, and no PUT."""
+    endpoint, credentials = service()
+    replies = {
+        ("GET", CONNECTOR_PATH): Reply(200, {"id": DEFAULT_CONNECTOR_ID, "connector_type_id": ".slack"})
+    }
+    with (
+        kibana_stand_in(replies, authorization=api_key_header()) as stand_in,
+        pytest.raises(KibanaError, match=r"already exists with connector_type_id '\.slack'"),
+    ):
+        KibanaClient(connection(stand_in.url)).put_connector(
+            DEFAULT_CONNECTOR_ID, render_connector(endpoint=endpoint, credentials=credentials)
+        )
+    assert stand_in.calls() == [("GET", CONNECTOR_PATH)]
+
+
+# -- the click commands --------------------------------------------------------------------------
+
+
+def run(command: Any, args: list[str], env: Mapping[str, str]) -> Any:
+    return CliRunner().invoke(command, args, env=dict(env), catch_exceptions=False)
+
+
+def test_kibana_command_prints_each_object_and_exits_0(bundle):
+    """Success: one line per imported object, then the total; exit code 0."""
+    replies = {("POST", import_path("soc")): Reply(200, ALL_SUCCESS)}
+    with kibana_stand_in(replies, authorization=api_key_header()) as stand_in:
+        result = run(
+            kibana_command,
+            ["--kibana-url", stand_in.url, "--space", "soc", "--file", str(bundle)],
+            {"KIBANA_API_KEY": API_KEY},
+        )
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "imported index-pattern:rcp-results 'outliers-rare-child*' (replaced the existing one)",
+        "imported search:rcp-search 'Rare child processes' (replaced the existing one)",
+        "imported dashboard:rcp-dashboard 'Rare child processes' (replaced the existing one)",
+        f"imported 3 object(s) into space soc of {stand_in.url}",
+    ]
+
+
+def test_kibana_command_names_every_failing_object_and_exits_3(bundle, caplog):
+    """Rejected objects: each is named with its error, the exit code is 3, no secret is printed or logged."""
+    caplog.set_level(logging.DEBUG)
+    replies = {("POST", import_path(None)): Reply(200, PARTIAL)}
+    with kibana_stand_in(replies, authorization=api_key_header()) as stand_in:
+        result = run(
+            kibana_command, ["--kibana-url", stand_in.url, "--file", str(bundle)], {"KIBANA_API_KEY": API_KEY}
+        )
+    assert result.exit_code == 3
+    errors = [line for line in result.output.splitlines() if line.startswith("error: rejected ")]
+    assert [line.split()[2] for line in errors] == [
+        "search:rcp-search",
+        "dashboard:rcp-dashboard",
+        "index-pattern:rcp-results",
+    ]
+    assert result.output.splitlines()[-1].startswith("error: Kibana rejected 3 of 3 object(s)")
+    assert API_KEY not in result.output
+    assert all(API_KEY not in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (Reply(401, UNAUTHORIZED), "error: Kibana refused the credentials (401: "),
+        (Reply(400, DUPLICATES), "error: Kibana refused the file (400: Non-unique import objects detected"),
+    ],
+    ids=["401", "400-bad-file"],
+)
+def test_kibana_command_exits_1_on_refused_requests(bundle, reply, message):
+    """Wrong credentials and a refused file: exit code 1 and Kibana's message."""
+    with kibana_stand_in(
+        {("POST", import_path(None)): reply},
+        authorization=f"Basic {base64.b64encode(f'{USERNAME}:{PASSWORD}'.encode()).decode()}",
+    ) as s:
+        result = run(
+            kibana_command,
+            ["--kibana-url", s.url, "--file", str(bundle)],
+            {"KIBANA_USERNAME": USERNAME, "KIBANA_PASSWORD": PASSWORD},
+        )
+    assert result.exit_code == 1
+    assert result.output.startswith(message)
+    assert PASSWORD not in result.output
+
+
+def test_kibana_command_exits_1_when_kibana_is_unreachable(bundle):
+    """A closed port: exit code 1 with the URL and what to check."""
+    url = f"http://127.0.0.1:{closed_port()}"
+    result = run(kibana_command, ["--kibana-url", url, "--file", str(bundle)], {"KIBANA_API_KEY": API_KEY})
+    assert result.exit_code == 1
+    assert (
+        result.output
+        == f"error: Kibana at {url} refused the connection; check --kibana-url and that Kibana is running\n"
+    )
+
+
+def test_kibana_connector_command_reports_a_basic_licence_refusal_without_echoing_secrets(caplog):
+    """Kibana on Basic refuses the Webhook connector (403): exit 1, the message mentions Gold."""
+    caplog.set_level(logging.DEBUG)
+    forbidden = {
+        "statusCode": 403,
+        "error": "Forbidden",
+        "message": "Action type .webhook is disabled because your basic license does not support it. "
+        "Please upgrade your license.",
+    }
+    replies = {
+        ("GET", CONNECTOR_PATH): Reply(404, NOT_FOUND),
+        ("POST", CONNECTOR_PATH): Reply(403, forbidden),
+    }
+    env = {
+        "KIBANA_API_KEY": API_KEY,
+        "CONNECTOR_BASIC_USER": "kibana",
+        "CONNECTOR_BASIC_PASSWORD": SERVICE_PASSWORD,
+    }
+    with kibana_stand_in(replies, authorization=api_key_header()) as stand_in:
+        result = run(
+            kibana_connector_command,
+            ["--kibana-url", stand_in.url, "--service-url", "https://rcp.internal:8443"],
+            env,
+        )
+    assert stand_in.problems == []
+    assert result.exit_code == 1
+    assert "403: Action type .webhook is disabled because your basic license" in result.output
+    assert "the Webhook connector needs a Gold licence" in result.output
+    for secret in (API_KEY, SERVICE_PASSWORD):
+        assert secret not in result.output
+        assert all(secret not in record.getMessage() for record in caplog.records)
+
+
+def test_kibana_connector_dry_run_masks_the_password_and_sends_nothing():
+    """--dry-run prints the connector and rule with the password masked."""
+    env = {"CONNECTOR_BASIC_USER": "kibana", "CONNECTOR_BASIC_PASSWORD": SERVICE_PASSWORD}
+    url = f"http://127.0.0.1:{closed_port()}"
+    result = run(
+        kibana_connector_command,
+        [
+            "--kibana-url",
+            url,
+            "--service-url",
+            "https://rcp.internal:8443/rcp",
+            "--dry-run",
+            "--use-case",
+            "terms_rare_childname",
+        ],
+        env,
+    )
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["connector"]["secrets"] == {"user": "kibana", "password": "**********"}
+    assert shown["connector"]["config"]["url"] == "https://rcp.internal:8443/rcp/api/v1/detect"
+    assert json.loads(shown["rule"]["actions"][0]["params"]["body"])["use_case"] == "terms_rare_childname"
+    assert SERVICE_PASSWORD not in result.output
