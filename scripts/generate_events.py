@@ -29,6 +29,7 @@ seed; no global random state, no wall clock. Generation streams (one hour of one
 
     python scripts/generate_events.py --seed 7 --hosts 8 --days 3 --out examples/sample-events.ndjson
     python scripts/generate_events.py --hosts 50 --days 7 --total-events 632788 --out big.ndjson
+    python scripts/generate_events.py --scale 4 --out big4x.ndjson   # 100 hosts x 14 days, 2531152 events
     python scripts/generate_events.py --check examples/sample-events.ndjson
 """
 
@@ -67,6 +68,42 @@ WHITELIST_REGEXPS = {
     "rare_child_svchost": r"^.*rare child process .* for svchost\.exe.*$",
     "rare_child_services": r"^.*rare child process .* for services\.exe.*$",
 }
+
+# The reference environment (DESIGN.md) and its multiples for benchmarks: ``scale(4)`` doubles both the
+# hosts and the days (4x the events), ``scale(16)`` doubles them again. The planted events stay the same
+# (one each): a planted parent's frontier grows with the data, so a count of 1 stays below it.
+REFERENCE_HOSTS = 50
+REFERENCE_DAYS = 7
+REFERENCE_TOTAL_EVENTS = 632_788
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A generated data set's size: ``generate(hosts=..., days=..., total_events=...)``."""
+
+    multiplier: int
+    hosts: int
+    days: int
+    total_events: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.multiplier}x"
+
+
+def scale(multiplier: int) -> Scale:
+    """The reference scale times ``multiplier`` (a power of 4: 1, 4, 16, 64 ...).
+
+    Hosts and days each grow by the square root of the multiplier, the total by the multiplier.
+    """
+    side = 1
+    while side * side < multiplier:
+        side *= 2
+    if multiplier < 1 or side * side != multiplier:
+        raise ValueError(f"the scale multiplier must be a power of 4 (1, 4, 16 ...), not {multiplier}")
+    hosts, days = REFERENCE_HOSTS * side, REFERENCE_DAYS * side
+    return Scale(multiplier, hosts, days, REFERENCE_TOTAL_EVENTS * multiplier)
+
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -1017,7 +1054,11 @@ def check(hits: Iterable[Mapping]) -> CheckResult:
     The flagged pairs must be exactly the planted ones, with the planted counts, and after the
     whitelist exactly the ``PLANTED`` pairs must remain.
     """
-    counts = pair_counts(hits)
+    return check_counts(pair_counts(hits))
+
+
+def check_counts(counts: Counter[tuple[str, str]]) -> CheckResult:
+    """:func:`check` over pair counts already computed (e.g. while streaming the events elsewhere)."""
     stats = parent_stats(counts)
     flagged = flags_from_counts(counts)
     problems = []
@@ -1093,12 +1134,17 @@ def main(argv: list[str] | None = None) -> int:
         "--start", type=_parse_start, default=DEFAULT_START,
         help="start of the first day, ISO-8601, UTC unless a zone is given (default 2024-03-04T00:00:00Z)",
     )  # fmt: skip
-    scale = parser.add_mutually_exclusive_group()
-    scale.add_argument(
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
         "--events-per-host-day", type=int, default=DEFAULT_EVENTS_PER_HOST_DAY,
         help="average launches per host and day (default %(default)s)",
     )  # fmt: skip
-    scale.add_argument("--total-events", type=int, help="exact total number of events (overrides the rate)")
+    size.add_argument("--total-events", type=int, help="exact total number of events (overrides the rate)")
+    size.add_argument(
+        "--scale", type=int, metavar="MULTIPLIER",
+        help="the reference scale (50 hosts x 7 days, 632788 events) times MULTIPLIER (1, 4, 16 ...): "
+        "sets the hosts, days and total (overrides --hosts and --days)",
+    )  # fmt: skip
     parser.add_argument("--out", default="-", help="output NDJSON file, - for standard output (default)")
     parser.add_argument(
         "--check", metavar="FILE",
@@ -1115,6 +1161,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if result.ok else 1
 
     try:
+        if args.scale is not None:
+            chosen = scale(args.scale)
+            args.hosts, args.days, args.total_events = chosen.hosts, chosen.days, chosen.total_events
         hits = generate(
             seed=args.seed, hosts=args.hosts, days=args.days, start=args.start,
             events_per_host_day=args.events_per_host_day, total_events=args.total_events,

@@ -1,0 +1,102 @@
+"""The benchmark's smallest configuration, end to end: the same code paths as ``bench/run.py``.
+
+Loader (straight from the generator, seed rule checked), real gunicorn, (a) detect, (b) the floor
+replay, (c) the scan baseline in its own process, the results files. Correctness only: no timings
+are asserted (STYLE.md), only that each measurement produced a number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from elasticsearch import Elasticsearch
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import run as bench_run  # noqa: E402
+from bench.loader import DataSet, ensure_loaded, planted_and_whitelisted  # noqa: E402
+
+
+@pytest.fixture
+def bench_prefix(es_client: Elasticsearch) -> Iterator[str]:
+    """A unique index prefix under osquery-bench-; its data and results indices are deleted after."""
+    prefix = f"{bench_run.INDEX_PREFIX}smoke{uuid.uuid4().hex[:12]}-"
+    yield prefix
+    suffix = prefix.removeprefix(bench_run.INDEX_PREFIX)
+    es_client.options(ignore_status=404).indices.delete(
+        index=f"{prefix}*,{bench_run.RESULTS_INDEX_PREFIX}{suffix}*", expand_wildcards="all"
+    )
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, float | int) and math.isfinite(value) and value > 0
+
+
+def test_smallest_benchmark_finds_the_planted_children_and_records_every_measurement(
+    es_url: str, bench_prefix: str, tmp_path: Path
+) -> None:
+    """One repeat at the tiny scale: planted children found, whitelisted ones not, (a), (b), (c) and
+    the service's memory measured, and the JSON and markdown results written."""
+    results = bench_run.run_benchmark(
+        es_url,
+        scales=["tiny"],
+        repeats=1,
+        scan_repeats=1,
+        results_dir=tmp_path / "results",
+        index_prefix=bench_prefix,
+        workdir=tmp_path / "logs",
+    )
+
+    (scale,) = results["results"]
+    planted, whitelisted = planted_and_whitelisted()
+    found = {tuple(item.split(" -> ")) for item in scale["outliers"]}
+    assert scale["problems"] == []
+    assert found == planted
+    assert not found & whitelisted
+    assert scale["outliers_total"] == len(planted)
+    assert scale["data_set"]["events"] == DataSet.tiny().total_events
+    assert scale["load"]["skipped"] is False
+    assert _positive(scale["a"]["first_s"])
+    assert len(scale["a"]["cold_s"]) == len(scale["a"]["warm_s"]) == 1
+    assert _positive(scale["a"]["cold_median_s"]) and _positive(scale["a"]["warm_median_s"])
+    assert _positive(scale["b"]["cold_median_s"]) and _positive(scale["b"]["warm_median_s"])
+    assert scale["b"]["cold"][0]["composite_pages"] >= 1
+    assert scale["b"]["cold"][0]["fetched_documents"] == len(planted) + len(whitelisted)
+    (scan,) = scale["c"]["runs"]
+    assert _positive(scan["seconds"])
+    assert scan["events_read"] == DataSet.tiny().total_events
+    assert {tuple(pair) for pair in scan["outlier_pairs"]} == planted
+    assert _positive(scale["c"]["peak_kib"])
+    assert _positive(scale["service_memory_kib"]["peak_hwm"])
+    assert all(_positive(value) for value in scale["ratios"].values())
+
+    json_path, md_path = (Path(path) for path in results["files"])
+    assert json_path.parent == md_path.parent == tmp_path / "results"
+    assert json.loads(json_path.read_text())["results"][0]["outliers"] == scale["outliers"]
+    assert "| tiny | 5,280 |" in md_path.read_text()
+
+
+def test_loader_skips_a_set_it_already_holds_and_reloads_a_changed_one(
+    es_client: Elasticsearch, bench_prefix: str
+) -> None:
+    """The set's identity in the mapping's _meta plus the document count decide: same set skipped,
+    another seed reloaded."""
+    index = f"{bench_prefix}loader"
+    first = ensure_loaded(es_client, DataSet.tiny(), index)
+    again = ensure_loaded(es_client, DataSet.tiny(), index)
+    other = ensure_loaded(es_client, DataSet.tiny(seed=8), index)
+
+    assert (first.skipped, again.skipped, other.skipped) == (False, True, False)
+    assert again.content_sha256 == first.content_sha256 != other.content_sha256
+    settings = es_client.indices.get_settings(index=index)[index]["settings"]["index"]
+    assert "refresh_interval" not in settings  # back to the default after the load
+    assert es_client.count(index=index)["count"] == DataSet.tiny().total_events
