@@ -300,8 +300,9 @@ def floor_requests(
     """The Elasticsearch requests of one detection, sent directly; seconds per step and in total.
 
     Same requests as :class:`ElasticsearchSource`: field caps (each detection resolves its fields),
-    the composite pages (same query, sources and page size), the candidate fetch (point in time,
-    ``search_after``, same clauses and page size) and the explanation aggregation of the outliers.
+    the composite pages (same query, sources and page size), the candidate fetch (one plain search,
+    or a point in time with ``search_after`` when it fills a page; same clauses and page size) and the
+    explanation aggregation of the outliers.
     """
     gen = load_generator()
     source = ElasticsearchSource(
@@ -356,29 +357,42 @@ def floor_requests(
     fetch_query = source.base_query(
         use_case, extra=[{"bool": {"should": clauses, "minimum_should_match": 1}}]
     )
-    pit = client.open_point_in_time(index=index, keep_alive=PIT_KEEP_ALIVE)["id"]
-    fetched = 0
-    try:
-        search_after = None
-        while True:
-            response = client.search(
-                pit={"id": pit, "keep_alive": PIT_KEEP_ALIVE},
-                size=FETCH_PAGE_SIZE,
-                query=fetch_query,
-                sort=[{fields.timestamp: {"order": "asc", "format": "epoch_millis"}}],
-                search_after=search_after,
-                track_total_hits=False,
-                seq_no_primary_term=True,
-                allow_partial_search_results=False,
-            )
-            pit = response.get("pit_id", pit)
-            hits = response["hits"]["hits"]
-            fetched += len(hits)
-            if len(hits) < FETCH_PAGE_SIZE:
-                break
-            search_after = hits[-1]["sort"]
-    finally:
-        client.options(ignore_status=404).close_point_in_time(id=pit)
+    sort = [{fields.timestamp: {"order": "asc", "format": "epoch_millis"}}]
+    # As the source does: one plain search; a point-in-time scan only when that page is full.
+    first_page = client.search(
+        index=index,
+        size=FETCH_PAGE_SIZE,
+        query=fetch_query,
+        sort=sort,
+        track_total_hits=False,
+        seq_no_primary_term=True,
+        allow_partial_search_results=False,
+    )["hits"]["hits"]
+    fetched = len(first_page)
+    if fetched >= FETCH_PAGE_SIZE:
+        fetched = 0
+        pit = client.open_point_in_time(index=index, keep_alive=PIT_KEEP_ALIVE)["id"]
+        try:
+            search_after = None
+            while True:
+                response = client.search(
+                    pit={"id": pit, "keep_alive": PIT_KEEP_ALIVE},
+                    size=FETCH_PAGE_SIZE,
+                    query=fetch_query,
+                    sort=sort,
+                    search_after=search_after,
+                    track_total_hits=False,
+                    seq_no_primary_term=True,
+                    allow_partial_search_results=False,
+                )
+                pit = response.get("pit_id", pit)
+                hits = response["hits"]["hits"]
+                fetched += len(hits)
+                if len(hits) < FETCH_PAGE_SIZE:
+                    break
+                search_after = hits[-1]["sort"]
+        finally:
+            client.options(ignore_status=404).close_point_in_time(id=pit)
     fetched_at = time.perf_counter()
 
     reported = gen.outliers_after_whitelist(counts)

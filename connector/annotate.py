@@ -406,13 +406,13 @@ def _write_results(
             tally.unchanged += 1  # the same outlier twice in one call is still one document
         documents[document_id] = results_document(use_case, outlier, explanation)
 
-    if documents:
-        _create_results_index(client, results_index)
     sent = False
     ids = list(documents)
     for start in range(0, len(ids), BULK_CHUNK_SIZE):
         chunk = ids[start : start + BULK_CHUNK_SIZE]
-        stored = _stored_sources(client, results_index, chunk)
+        stored, index_missing = _stored_sources(client, results_index, chunk)
+        if index_missing:
+            _create_results_index(client, results_index)
         to_send = [document_id for document_id in chunk if stored.get(document_id) != documents[document_id]]
         tally.unchanged += len(chunk) - len(to_send)
         if not to_send:
@@ -443,7 +443,7 @@ def _write_results(
 
 
 def _create_results_index(client: Elasticsearch, results_index: str) -> None:
-    """Create the results index with the template's mappings when it does not exist yet.
+    """Create the results index with the template's mappings (called when it does not exist yet).
 
     This keeps ``outliers.*`` correctly typed even where nobody installed the template (that needs
     a cluster privilege the service should not hold); creating the index needs only
@@ -461,8 +461,8 @@ def _create_results_index(client: Elasticsearch, results_index: str) -> None:
         log.info("created results index %s", results_index)
 
 
-def _stored_sources(client: Elasticsearch, index: str, ids: list[str]) -> dict[str, Any]:
-    """``_source`` of the documents already stored under ``ids`` (realtime); empty when unknown.
+def _stored_sources(client: Elasticsearch, index: str, ids: list[str]) -> tuple[dict[str, Any], bool]:
+    """``_source`` of the documents already stored under ``ids`` (realtime), and whether the index is missing.
 
     This is an optimisation (skip identical rewrites), so a refused read (no read privilege, closed
     index...) only means that everything is written; an unreachable cluster still raises.
@@ -471,10 +471,15 @@ def _stored_sources(client: Elasticsearch, index: str, ids: list[str]) -> dict[s
         response = client.mget(index=index, ids=ids)
     except ApiError as error:
         log.info("cannot read existing results from %s (%s); writing all", index, error.status_code)
-        return {}
+        return {}, False
     except TransportError as error:
         raise _translate(error, "reading existing results") from None
-    return {doc["_id"]: doc.get("_source") for doc in response.get("docs", []) if doc.get("found")}
+    docs = response.get("docs", [])
+    missing = any(
+        isinstance(doc.get("error"), Mapping) and doc["error"].get("type") == "index_not_found_exception"
+        for doc in docs
+    )
+    return {doc["_id"]: doc.get("_source") for doc in docs if doc.get("found")}, missing
 
 
 @dataclass

@@ -152,7 +152,7 @@ class ElasticsearchSource:
         for start in range(0, len(clauses), CLAUSES_PER_SEARCH):
             batch = clauses[start : start + CLAUSES_PER_SEARCH]
             query = self.base_query(use_case, extra=[{"bool": {"should": batch, "minimum_should_match": 1}}])
-            for hit in self._scan(query, use_case):
+            for hit in self._fetch(query, use_case):
                 self.documents_fetched += 1
                 yield from entries_of_event(use_case, hit, pairs)
 
@@ -249,9 +249,32 @@ class ElasticsearchSource:
             )
         return clauses
 
+    def _fetch(self, query: Mapping[str, Any], use_case: UseCase) -> Iterator[dict[str, Any]]:
+        """Every hit of ``query``. Candidates are usually few: one plain search returns them all,
+        and only a full page needs the point-in-time scan (which starts over, consistently)."""
+        response = self._call(
+            self.client.search,
+            index=self.index,
+            size=self.fetch_page_size,
+            query=query,
+            sort=self._sort(use_case),
+            track_total_hits=False,
+            seq_no_primary_term=True,
+            allow_partial_search_results=False,
+        )
+        hits = response["hits"]["hits"]
+        if len(hits) < self.fetch_page_size:
+            for hit in hits:
+                yield {key: hit[key] for key in _HIT_KEYS if key in hit}
+            return
+        yield from self._scan(query, use_case)
+
+    def _sort(self, use_case: UseCase) -> list[dict[str, Any]]:
+        timestamp = self.resolve_fields(use_case).timestamp
+        return [{timestamp: {"order": "asc", "format": "epoch_millis"}}]
+
     def _scan(self, query: Mapping[str, Any], use_case: UseCase) -> Iterator[dict[str, Any]]:
         """Every hit of ``query`` in a point in time, oldest first, with sequence numbers."""
-        fields = self.resolve_fields(use_case)
         pit = self._call(self.client.open_point_in_time, index=self.index, keep_alive=PIT_KEEP_ALIVE)["id"]
         try:
             after: list[Any] | None = None
@@ -261,7 +284,7 @@ class ElasticsearchSource:
                     pit={"id": pit, "keep_alive": PIT_KEEP_ALIVE},
                     size=self.fetch_page_size,
                     query=query,
-                    sort=[{fields.timestamp: {"order": "asc", "format": "epoch_millis"}}],
+                    sort=self._sort(use_case),
                     search_after=after,
                     track_total_hits=False,
                     seq_no_primary_term=True,
