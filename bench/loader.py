@@ -111,6 +111,8 @@ class DataSet:
             "total_events": self.total_events,
             "prefix_events": PREFIX_EVENTS,
             "prefix_sha256": digest.hexdigest(),
+            # Planted events may lie beyond the hashed prefix: name them so a change reloads the set.
+            "planted": sorted(f"{e.host} {e.parent} -> {e.child}" for e in gen.planted_events(self.hosts)),
         }
 
 
@@ -262,7 +264,7 @@ def ensure_loaded(
             f"{index}: indexed {indexed}, failed {failed}, count {count}, expected {data_set.total_events}; "
             f"first errors: {errors}"
         )
-    result = gen.check_counts(counts)
+    result = gen.check_counts(counts, hosts=data_set.hosts)
     if not result.ok:
         raise LoadError(f"{data_set.name}: the generated set breaks the seed rule: {result.problems}")
     reported = [[parent, child, n] for (parent, child), n in result.reported.items()]
@@ -282,11 +284,11 @@ def ensure_loaded(
     return LoadReport(index, False, count, seconds, 0, [], reported, flagged, content.hexdigest())
 
 
-def planted_and_whitelisted() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+def planted_and_whitelisted(hosts: int | None = None) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
     """The (parent, child) pairs the seed use case must report, and the ones its whitelist suppresses."""
     gen = load_generator()
     return (
-        {(event.parent, event.child) for event in gen.PLANTED},
+        {(event.parent, event.child) for event in gen.reported_planted(hosts)},
         {(event.parent, event.child) for event in gen.WHITELISTED},
     )
 

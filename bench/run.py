@@ -541,7 +541,7 @@ def bench_scale(
             file=sys.stderr,
         )
 
-    planted = {(event.parent, event.child) for event in gen.PLANTED}
+    planted = {(event.parent, event.child) for event in gen.reported_planted(data_set.hosts)}
     whitelisted = {(event.parent, event.child) for event in gen.WHITELISTED}
     found = {(outlier["aggregator"], outlier["term"]) for outlier in response["outliers"]}
     problems = []

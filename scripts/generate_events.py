@@ -569,6 +569,26 @@ PLANTED: tuple[PlantedEvent, ...] = (
     ),
 )  # fmt: skip
 
+# Findings of the reference environment (DESIGN.md) that need its size: two more unapproved tools
+# started from explorer.exe. They live on hosts the small sample does not have (a parent's frontier
+# there is too low for a third rare child of explorer.exe), so they appear in sets of 31 and 42 hosts or more.
+REFERENCE_PLANTED: tuple[PlantedEvent, ...] = (
+    PlantedEvent(
+        "explorer.exe", "PremierColor.exe", "WS-031", 3, "14:22:07.604",
+        r"C:\Program Files\Dell\PremierColor\PremierColor.exe",
+        r'"C:\Program Files\Dell\PremierColor\PremierColor.exe"',
+        r"C:\Windows\Explorer.EXE",
+        "user", "vendor colour-calibration tool outside the approved software list",
+    ),
+    PlantedEvent(
+        "explorer.exe", "SUMo.exe", "WS-042", 4, "11:37:55.290",
+        r"C:\Users\@USER@\Downloads\SUMo\SUMo.exe",
+        r'"C:\Users\@USER@\Downloads\SUMo\SUMo.exe"',
+        r"C:\Windows\Explorer.EXE",
+        "user", "software-update monitor run from Downloads: unapproved software",
+    ),
+)  # fmt: skip
+
 WHITELISTED: tuple[PlantedEvent, ...] = (
     PlantedEvent(
         "svchost.exe", "wermgr.exe", "WS-003", 0, "03:12:09.004", _SYS32 + "wermgr.exe",
@@ -647,14 +667,27 @@ def _parse_time_of_day(text: str) -> int:
     return ((int(hours) * 60 + int(minutes)) * 60 + int(seconds)) * 1000 + int(millis)
 
 
-def planted_events() -> tuple[PlantedEvent, ...]:
-    """``PLANTED`` followed by ``WHITELISTED``."""
-    return PLANTED + WHITELISTED
+def reported_planted(hosts: int | None = None) -> tuple[PlantedEvent, ...]:
+    """The events the seed use case must report in a set of ``hosts`` hosts.
+
+    ``PLANTED``, plus the ``REFERENCE_PLANTED`` events whose host exists (None: the small sample).
+    """
+    extra = () if hosts is None else tuple(e for e in REFERENCE_PLANTED if _host_number(e.host) <= hosts)
+    return PLANTED + extra
+
+
+def planted_events(hosts: int | None = None) -> tuple[PlantedEvent, ...]:
+    """What the seed rule flags before the whitelist: :func:`reported_planted` then ``WHITELISTED``."""
+    return reported_planted(hosts) + WHITELISTED
+
+
+def _host_number(host: str) -> int:
+    return int(host.split("-")[1])
 
 
 def min_hosts() -> int:
     """The planted events live on named hosts ``WS-001`` .. this number."""
-    return max(int(event.host.split("-")[1]) for event in planted_events())
+    return max(_host_number(event.host) for event in planted_events())
 
 
 def _allocate(total: int, weights: list[float]) -> list[int]:
@@ -864,14 +897,14 @@ def generate(
     if events_per_host_day < 0:
         raise ValueError("events_per_host_day must not be negative")
     total = hosts * days * events_per_host_day if total_events is None else total_events
-    extra = planted_events()
+    extra = planted_events(hosts)
     if total < len(extra):
         raise ValueError(f"the total number of events must be at least {len(extra)} (the planted events)")
     return _generate(seed=seed, hosts=hosts, days=days, start_ms=_to_ms(start), total=total)
 
 
 def _generate(*, seed: int, hosts: int, days: int, start_ms: int, total: int) -> Iterator[dict]:
-    extra = planted_events()
+    extra = planted_events(hosts)
     layout_rng = _derived_rng(seed, "layout")
     activity = [layout_rng.uniform(*HOST_ACTIVITY_RANGE) for _ in range(hosts)]
     system_parents, system_cum = _compile(parent for parent in CATALOG if not parent.user_driven)
@@ -1054,15 +1087,29 @@ def check(hits: Iterable[Mapping]) -> CheckResult:
     The flagged pairs must be exactly the planted ones, with the planted counts, and after the
     whitelist exactly the ``PLANTED`` pairs must remain.
     """
-    return check_counts(pair_counts(hits))
+    hosts_seen: set[str] = set()
+
+    def noting_hosts(hits: Iterable[Mapping]) -> Iterator[Mapping]:
+        for hit in hits:
+            host = (hit.get("_source", {}).get("host") or {}).get("name")
+            if isinstance(host, str):
+                hosts_seen.add(host)
+            yield hit
+
+    counts = pair_counts(noting_hosts(hits))
+    numbers = [_host_number(host) for host in hosts_seen if re.fullmatch(r"WS-\d+", host)]
+    return check_counts(counts, hosts=max(numbers, default=None))
 
 
-def check_counts(counts: Counter[tuple[str, str]]) -> CheckResult:
-    """:func:`check` over pair counts already computed (e.g. while streaming the events elsewhere)."""
+def check_counts(counts: Counter[tuple[str, str]], *, hosts: int | None = None) -> CheckResult:
+    """:func:`check` over pair counts already computed (e.g. while streaming the events elsewhere).
+
+    :param hosts: how many hosts the set has: the reference-scale findings exist from 42 on.
+    """
     stats = parent_stats(counts)
     flagged = flags_from_counts(counts)
     problems = []
-    wanted = expected_pairs(planted_events())
+    wanted = expected_pairs(planted_events(hosts))
     for pair in sorted(set(flagged) | set(wanted)):
         got, expected = flagged.get(pair), wanted.get(pair)
         if got == expected:
@@ -1082,7 +1129,7 @@ def check_counts(counts: Counter[tuple[str, str]]) -> CheckResult:
         else:
             problems.append(f"wrong count: {parent} -> {child} flagged {got}x, planted {expected}x")
     reported = outliers_after_whitelist(counts)
-    if reported != expected_pairs(PLANTED):
+    if reported != expected_pairs(reported_planted(hosts)):
         problems.append(f"after the whitelist the model reports {reported}, expected the PLANTED pairs")
     return CheckResult(problems, counts, flagged, reported, stats)
 

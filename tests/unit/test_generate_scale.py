@@ -60,3 +60,20 @@ def test_check_counts_gives_the_same_verdict_as_check_over_the_events() -> None:
     over_counts = gen.check_counts(gen.pair_counts(hits))
     assert over_counts.ok and over_events.ok
     assert over_counts.reported == over_events.reported == gen.expected_pairs(gen.PLANTED)
+
+
+def test_reference_scale_plants_the_seven_typical_findings_and_the_sample_five() -> None:
+    """From 50 hosts on, explorer.exe also starts PremierColor.exe and SUMo.exe (DESIGN's findings)."""
+    reference = {(event.parent, event.child) for event in gen.reported_planted(gen.scale(1).hosts)}
+    assert reference == {
+        ("chrome.exe", "cmd.exe"),
+        ("chrome.exe", "7zFM.exe"),
+        ("explorer.exe", "TightVNCViewerPortable.exe"),
+        ("explorer.exe", "PremierColor.exe"),
+        ("explorer.exe", "SUMo.exe"),
+        ("WINWORD.EXE", "cmd.exe"),
+        ("OUTLOOK.EXE", "powershell.exe"),
+    }
+    sample = {(event.parent, event.child) for event in gen.reported_planted(gen.DEFAULT_HOSTS)}
+    assert sample == {(event.parent, event.child) for event in gen.PLANTED}
+    assert len(sample) == 5
