@@ -51,6 +51,7 @@ from connector.scheduling import (
     load_asset,
     placeholders_left,
     redacted,
+    service_credential_options,
 )
 from connector.settings import Secret
 
@@ -642,18 +643,7 @@ def kibana_command(
     help="Where Kibana reaches the webhook service, e.g. https://rcp.internal:8443 (check "
     "xpack.actions.allowedHosts).",
 )
-@click.option(
-    "--service-user",
-    envvar="CONNECTOR_BASIC_USER",
-    metavar="NAME",
-    help="Basic-auth user the service accepts (default: CONNECTOR_BASIC_USER).",
-)
-@click.option(
-    "--service-password",
-    envvar="CONNECTOR_BASIC_PASSWORD",
-    metavar="SECRET",
-    help="Its password (default: CONNECTOR_BASIC_PASSWORD; prefer the variable, argv is visible).",
-)
+@service_credential_options
 @click.option("--connector-id", default=DEFAULT_CONNECTOR_ID, show_default=True, help="Id of the connector.")
 @click.option(
     "--rule/--no-rule",

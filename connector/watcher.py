@@ -42,6 +42,7 @@ from connector.scheduling import (
     redacted,
     secrets_in,
     secrets_masked_in_client_logs,
+    service_credential_options,
 )
 from connector.settings import ElasticsearchConnection
 from connector.sources.elasticsearch import call_elasticsearch, elasticsearch_reason
@@ -197,18 +198,7 @@ def _webhook(watch: Mapping[str, Any], source: Path) -> dict[str, Any]:
     metavar="URL",
     help="Where Elasticsearch reaches the webhook service, e.g. https://rcp.internal:8443.",
 )
-@click.option(
-    "--service-user",
-    envvar="CONNECTOR_BASIC_USER",
-    metavar="NAME",
-    help="Basic-auth user the service accepts (default: CONNECTOR_BASIC_USER).",
-)
-@click.option(
-    "--service-password",
-    envvar="CONNECTOR_BASIC_PASSWORD",
-    metavar="SECRET",
-    help="Its password (default: CONNECTOR_BASIC_PASSWORD; prefer the variable, argv is visible).",
-)
+@service_credential_options
 @click.option(
     "--index", metavar="PATTERN", help="Index the watch asks the service to read (default: its own)."
 )
