@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import itertools
 import sys
 import time
@@ -30,10 +29,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from elasticsearch import Elasticsearch, helpers
-
 ROOT = Path(__file__).resolve().parents[1]
-GENERATOR_SCRIPT = ROOT / "scripts" / "generate_events.py"
+if str(ROOT) not in sys.path:  # run as a script: scripts/ lives at the repository root
+    sys.path.insert(0, str(ROOT))
+
+from elasticsearch import Elasticsearch, helpers  # noqa: E402
+
+from scripts import generate_events  # noqa: E402
+
 BULK_THREADS = 2
 BULK_CHUNK = 5_000
 PREFIX_EVENTS = 10_000  # events hashed into the identity before deciding to skip (cheap, ~0.5 s)
@@ -42,15 +45,8 @@ IDENTITY_VERSION = 1
 
 
 def load_generator() -> ModuleType:
-    """Import scripts/generate_events.py (a stand-alone script) once, under the name the tests use."""
-    name = "rcp_generate_events"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, GENERATOR_SCRIPT)
-        assert spec is not None and spec.loader is not None, GENERATOR_SCRIPT
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses resolve their module through sys.modules
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """The seeded generator (``scripts/generate_events.py``)."""
+    return generate_events
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from connector.sources.elasticsearch import (  # noqa: E402
     ElasticsearchSource,
     isoformat_z,
 )
+from scripts import es_node  # noqa: E402
 
 USE_CASES = ROOT / "examples" / "rare_child.ini"
 GUNICORN_CONF = ROOT / "connector" / "service" / "gunicorn_conf.py"
@@ -160,16 +161,7 @@ def elasticsearch_node(es_url: str | None, workdir: Path, heap_mb: int, keep: bo
 
 
 def _es_node_module() -> Any:
-    import importlib.util
-
-    name = "rcp_es_node"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "es_node.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return es_node
 
 
 # ------------------------------------------------------------------------------------------ the service

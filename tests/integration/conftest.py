@@ -7,31 +7,17 @@ node for the session, stopped in a ``finally``. If it cannot start, every test e
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
+from scripts import es_node
+
 _HERE = Path(__file__).resolve().parent
-_ES_NODE_SCRIPT = _HERE.parents[1] / "scripts" / "es_node.py"
-
-
-def load_es_node() -> ModuleType:
-    """Import scripts/es_node.py (a stand-alone script, not part of the installed package)."""
-    name = "rcp_es_node"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _ES_NODE_SCRIPT)
-        assert spec is not None and spec.loader is not None, _ES_NODE_SCRIPT
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses resolve their module through sys.modules
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -61,7 +47,6 @@ def es_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _check_reachable(external)
         yield external
         return
-    es_node = load_es_node()
     try:
         node = es_node.start_node(tmp_path_factory.mktemp("es-node"))
     except es_node.NodeError as exc:

@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import socket
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "es_node.py"
-
-
-def _load() -> ModuleType:
-    name = "rcp_es_node"  # same name as tests/integration/conftest.py uses: one module object
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _SCRIPT)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-es_node = _load()
+from scripts import es_node
 
 
 def _make_zip(path: Path, version: str, extra: dict[str, str] | None = None) -> str:

@@ -1,29 +1,16 @@
 """The README's first command: the seed use case over the bundled sample finds what was planted."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from connector.cli import main
+from scripts import generate_events
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-
-
-@pytest.fixture(scope="module")
-def generator():
-    spec = importlib.util.spec_from_file_location(
-        "generate_events_for_examples", ROOT / "scripts/generate_events.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +31,18 @@ def sample_outliers():
     return json.loads(result.stdout)
 
 
-def test_sample_finds_exactly_the_planted_rare_children(generator, sample_outliers):
+def test_sample_finds_exactly_the_planted_rare_children(sample_outliers):
     """Every planted pair is reported once, on its planted host, and nothing else is."""
     found = {(o["aggregator"], o["term"]) for o in sample_outliers["outliers"]}
-    assert found == {(event.parent, event.child) for event in generator.PLANTED}
-    assert len(sample_outliers["outliers"]) == len(generator.PLANTED)
+    assert found == {(event.parent, event.child) for event in generate_events.PLANTED}
+    assert len(sample_outliers["outliers"]) == len(generate_events.PLANTED)
     assert sample_outliers["events_analyzed"] == 5280
 
 
-def test_sample_reports_none_of_the_whitelisted_children(generator, sample_outliers):
+def test_sample_reports_none_of_the_whitelisted_children(sample_outliers):
     """svchost.exe / services.exe rare children exist in the sample but the seed regexes hide them."""
     found = {(o["aggregator"], o["term"]) for o in sample_outliers["outliers"]}
-    whitelisted = {(event.parent, event.child) for event in generator.WHITELISTED}
+    whitelisted = {(event.parent, event.child) for event in generate_events.WHITELISTED}
     assert whitelisted and not (found & whitelisted)
 
 

@@ -4,7 +4,6 @@ the seed rule over the shipped sample, the document shape the seed use case read
 from __future__ import annotations
 
 import configparser
-import importlib.util
 import io
 import json
 import os
@@ -15,9 +14,10 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from scripts import generate_events as gen
 
 _ROOT = Path(__file__).parent.parent.parent
 _SCRIPT = _ROOT / "scripts" / "generate_events.py"
@@ -26,20 +26,6 @@ _INI = _ROOT / "examples" / "rare_child.ini"
 
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 _PLACEHOLDER = re.compile(r"@(USER|N|HEX|GUID|DOC)@")
-
-
-def _load() -> ModuleType:
-    name = "rcp_generate_events"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _SCRIPT)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-gen = _load()
 
 
 def _render(**kwargs: object) -> bytes:

@@ -2,28 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
-_SCRIPT = Path(__file__).parent.parent.parent / "scripts" / "generate_events.py"
-
-
-def _load() -> ModuleType:
-    name = "rcp_generate_events"  # the name test_generate_events.py uses: one module object
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _SCRIPT)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-gen = _load()
+from scripts import generate_events as gen
 
 
 @pytest.mark.parametrize(

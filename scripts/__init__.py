@@ -1,0 +1,1 @@
+"""Stand-alone tools (stdlib only), importable by tests and benchmarks as ``scripts.*``."""
