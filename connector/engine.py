@@ -51,11 +51,12 @@ class DetectionResult:
         return {
             "use_case": self.use_case.section,
             "events_analyzed": self.events_analyzed,
-            "outliers": [outlier_record(outlier) for outlier in self.outliers],
+            "outliers": [contract_record(outlier) for outlier in self.outliers],
         }
 
 
-def outlier_record(outlier: Outlier) -> dict[str, Any]:
+def contract_record(outlier: Outlier) -> dict[str, Any]:
+    """One outlier in the documented ``connector detect`` JSON shape (README, "Output contract")."""
     observation = outlier.observation
     return {
         "_id": outlier.document_id,
@@ -177,7 +178,7 @@ class ElasticsearchDetection:
         return {
             "use_case": self.result.use_case.section,
             "events_analyzed": self.result.events_analyzed,
-            "outliers": [outlier_record(outlier) for outlier in self.outliers],
+            "outliers": [contract_record(outlier) for outlier in self.outliers],
         }
 
     def to_response(self) -> dict[str, Any]:

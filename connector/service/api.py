@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,7 +54,6 @@ def detect() -> Response:
     use_case = state.catalog.select(body.get("use_case"))
     index = choose_index(body.get("index"), use_case, settings.allowed_indices)
 
-    began = time.monotonic()
     log.info(
         "detect %s over %s from %s to %s (baseline %s)",
         use_case.section,
@@ -76,7 +74,6 @@ def detect() -> Response:
         max_outliers=int(body.get("max_outliers", 1000)),
     )
     response_body = result.to_response()
-    response_body.setdefault("took_ms", int((time.monotonic() - began) * 1000))
     response_body["request_id"] = g.request_id
     return jsonify(response_body)
 

@@ -27,7 +27,6 @@ class NdjsonSource:
     def __init__(self, path: str | Path, *, progress: Progress | None = None) -> None:
         self.path = Path(path)
         self.progress = progress
-        self.skipped_events = 0
 
     def hits(self) -> Iterator[dict[str, Any]]:
         """Every event as a hit ``{"_id", "_index", "_source"}``, in file order.
@@ -54,12 +53,9 @@ class NdjsonSource:
     def pair_counts(self, use_case: UseCase) -> tuple[PairCounts, int]:
         counts = PairCounts()
         events = 0
-        skipped = 0
         for hit in self.hits():
             events += 1
-            if not count_event(counts, use_case, hit["_source"]):
-                skipped += 1
-        self.skipped_events = skipped
+            count_event(counts, use_case, hit["_source"])
         return counts, events
 
     def entries(self, use_case: UseCase, pairs: set[Pair]) -> Iterator[Entry]:
