@@ -10,28 +10,38 @@ Standard library only: it runs before (and independently of) the package's own d
 
 CLI::
 
-    python scripts/es_node.py fetch
+    python scripts/es_node.py fetch   # also builds the test plugin secure nodes load (see below)
     python scripts/es_node.py start [--port N] [--workdir DIR]   # prints ES_URL=..., leaves the node running
+    python scripts/es_node.py start --secure ...   # security + TLS: also prints ES_CA_CERTS, the admin user
+                                                   # and the file holding its password (never the password)
     python scripts/es_node.py stop --workdir DIR
 
 Environment: ``RCP_ES_VERSION`` (default :data:`DEFAULT_VERSION`), ``RCP_ES_SHA512`` (required for a version
 without a pinned hash), ``RCP_ES_CACHE`` (default ``~/.cache/rare-child-connector/elasticsearch``),
 ``ES_JAVA_HOME`` (default: a JDK known to suit the major version), ``RCP_ES_USER`` (the account used when
 running as root, default ``rcp-es``: Elasticsearch refuses to run as root).
+
+Secure nodes also load a tiny test-only plugin, compiled here from ``scripts/es_test_plugin`` with the
+JDK's ``javac`` against the distribution's own jars (:func:`ensure_test_plugin`): the integ-test zip lacks
+the analysis-common module, without which the ``.security`` index (API keys, native users and roles)
+cannot be created; the plugin provides just the three analysis components that index's mapping needs.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -41,7 +51,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_VERSION = "8.19.21"
@@ -61,7 +71,18 @@ DEFAULT_ES_USER = "rcp-es"
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
 STATE_FILE = "node.json"
+#: Superuser of a secure node: the reserved ``elastic`` user, its password the keystore's bootstrap.password.
+ADMIN_USER = "elastic"
+#: Directory of ``run_dir`` holding a secure node's generated CA, node certificate and admin password. It
+#: stays owned by the harness (0700): the node only gets copies of what it needs, never the CA key.
+SECURE_DIR = "secure"
+CERT_DAYS = 2
+TOOL_TIMEOUT_S = 120.0
 _VERIFIED_MARKER = ".rcp-verified-sha512"
+#: Java source and descriptor template of the test plugin secure nodes load (:func:`ensure_test_plugin`).
+TEST_PLUGIN_SRC = Path(__file__).resolve().parent / "es_test_plugin"
+TEST_PLUGIN_NAME = "rcp-security-index-analysis"
+JAVAC_TIMEOUT_S = 300.0
 
 
 class NodeError(RuntimeError):
@@ -216,6 +237,99 @@ def ensure_distribution(dist: Distribution | None = None, cache_dir: Path | None
     return home
 
 
+# --------------------------------------------------------------------------------------------------- plugin
+
+
+def plugin_sources(src_dir: Path = TEST_PLUGIN_SRC) -> list[Path]:
+    """The plugin's Java files and its descriptor template, in a stable order."""
+    descriptor = src_dir / "plugin-descriptor.properties"
+    java = sorted((src_dir / "src").rglob("*.java"))
+    if not descriptor.is_file() or not java:
+        raise NodeError(f"test plugin sources missing: need {descriptor} and src/**/*.java in {src_dir}")
+    return [descriptor, *java]
+
+
+def plugin_build_key(dist: Distribution, src_dir: Path = TEST_PLUGIN_SRC) -> str:
+    """Cache key of a build: the Elasticsearch version it is compiled against plus every source file."""
+    h = hashlib.sha256(f"es={dist.version}\n".encode())
+    for path in plugin_sources(src_dir):
+        content = path.read_bytes()
+        h.update(f"{path.relative_to(src_dir)}\0{len(content)}\0".encode())
+        h.update(content)
+    return h.hexdigest()[:16]
+
+
+def ensure_test_plugin(
+    dist: Distribution | None = None,
+    es_home: Path | None = None,
+    java_home: Path | None = None,
+    cache_dir: Path | None = None,
+    src_dir: Path = TEST_PLUGIN_SRC,
+) -> Path:
+    """Return a directory holding the built test plugin (jar + descriptor), compiling it only once.
+
+    The build is cached per Elasticsearch version and source hash (``test-plugin-<version>-<key>``), made
+    under the cache's lock in a temporary dir and renamed into place, so concurrent sessions never see a
+    half-built plugin. Compiled with ``javac --release 17`` against ``es_home/lib/*`` (no download).
+    """
+    dist = dist or resolve_distribution()
+    cache = cache_dir or default_cache_dir()
+    es_home = es_home or ensure_distribution(dist, cache)
+    built = cache / f"test-plugin-{dist.version}-{plugin_build_key(dist, src_dir)}"
+    if (built / TEST_PLUGIN_NAME / "plugin-descriptor.properties").is_file():
+        return built / TEST_PLUGIN_NAME
+    java_home = java_home or default_java_home(dist)
+    with _locked(cache / ".lock"):
+        if (built / TEST_PLUGIN_NAME / "plugin-descriptor.properties").is_file():
+            return built / TEST_PLUGIN_NAME  # another process built it while we waited
+        with tempfile.TemporaryDirectory(dir=cache, prefix=".plugin-build-") as tmp:
+            staged = Path(tmp) / "out"
+            _build_test_plugin(dist, es_home, java_home, src_dir, staged / TEST_PLUGIN_NAME)
+            staged.replace(built)
+    return built / TEST_PLUGIN_NAME
+
+
+def _build_test_plugin(dist: Distribution, es_home: Path, java_home: Path, src_dir: Path, out: Path) -> None:
+    """javac the sources into ``out/<name>.jar`` and fill in the descriptor's ``@ES_VERSION@``."""
+    sources = plugin_sources(src_dir)
+    javac = java_home / "bin" / "javac"
+    if not javac.is_file():
+        raise NodeError(f"cannot build the test plugin: no {javac} (ES_JAVA_HOME must be a JDK, not a JRE)")
+    classes = out.parent.parent / "classes"
+    classes.mkdir(parents=True)
+    out.mkdir(parents=True)
+    cmd = [str(javac), "--release", "17", "-proc:none", "-encoding", "UTF-8", "-nowarn",
+           "-cp", str(es_home / "lib" / "*"), "-d", str(classes), *map(str, sources[1:])]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=JAVAC_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise NodeError(
+            f"building the test plugin timed out after {JAVAC_TIMEOUT_S:.0f} s: {' '.join(cmd)}"
+        ) from exc
+    if proc.returncode != 0:
+        raise NodeError(
+            f"building the test plugin failed (javac exit {proc.returncode}).\nTried: {' '.join(cmd)}\n"
+            f"{(proc.stdout + proc.stderr)[-8000:]}"
+        )
+    jar = out / f"{TEST_PLUGIN_NAME}.jar"
+    with zipfile.ZipFile(jar, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\n\r\n")
+        for path in sorted(classes.rglob("*.class")):
+            zf.write(path, path.relative_to(classes).as_posix())
+    descriptor = sources[0].read_text().replace("@ES_VERSION@", dist.version)
+    (out / "plugin-descriptor.properties").write_text(descriptor)
+    for path in (out, *out.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # read by the ES account, which is not root
+
+
+def install_test_plugin(plugin_dir: Path, home: Path) -> None:
+    """Put the built plugin into the node's ``home/plugins`` (what ``elasticsearch-plugin install`` does)."""
+    target = home / "plugins" / plugin_dir.name
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(plugin_dir, target)
+
+
 # --------------------------------------------------------------------------------------------------- start
 
 
@@ -226,12 +340,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def render_config(port: int, data_dir: Path, logs_dir: Path) -> str:
+def render_config(port: int, data_dir: Path, logs_dir: Path, *, secure: bool = False) -> str:
     """elasticsearch.yml for a disposable loopback node.
 
     Fixed http.port (the default 9200-9300 range silently moves on); security off (also skips the TLS
     auto-configuration); disk thresholds and the real-memory breaker off so a busy CI box cannot turn the
     node read-only or trip breakers; wildcard deletes allowed for cleanup of test-owned patterns.
+
+    ``secure``: security on with TLS on the HTTP layer, from the files :func:`install_security` copies
+    into ``<config>/certs`` (Elasticsearch reads TLS files only from inside its config dir). Setting these
+    explicitly also keeps the auto-configuration out. Transport TLS stays off: a single-node loopback
+    node only warns about it (the bootstrap checks are not enforced there).
     """
     settings = {
         "cluster.name": CLUSTER_NAME,
@@ -246,7 +365,143 @@ def render_config(port: int, data_dir: Path, logs_dir: Path) -> str:
         "action.destructive_requires_name": "false",
         "indices.breaker.total.use_real_memory": "false",
     }
+    if secure:
+        settings.update(SECURE_SETTINGS)
     return "".join(f"{key}: {json.dumps(value)}\n" for key, value in settings.items())
+
+
+#: What a secure node adds to :func:`render_config` (paths relative to the config dir).
+SECURE_SETTINGS: dict[str, str | list[str]] = {
+    "xpack.security.enabled": "true",
+    "xpack.security.http.ssl.enabled": "true",
+    "xpack.security.http.ssl.key": "certs/node.key",
+    "xpack.security.http.ssl.certificate": "certs/node.crt",
+    "xpack.security.http.ssl.certificate_authorities": ["certs/ca.crt"],
+    # File-realm users and roles (add_file_user/add_file_role) are picked up within a second, not five.
+    "resource.reload.interval.high": "1s",
+}
+
+
+# --------------------------------------------------------------------------------------------------- secure
+
+
+@dataclass(frozen=True)
+class Security:
+    """Where a secure node's CA certificate is and how the harness logs in as its superuser.
+
+    The admin credentials are for test fixtures only (creating roles and API keys); the password is kept
+    in a 0600 file and never printed or put into the repr.
+    """
+
+    ca_path: Path
+    admin_user: str
+    admin_password: str = field(repr=False)
+
+    @property
+    def password_file(self) -> Path:
+        return self.ca_path.parent / "admin-password"
+
+    @classmethod
+    def load(cls, secure_dir: Path) -> Security:
+        return cls(secure_dir / "ca.crt", ADMIN_USER, (secure_dir / "admin-password").read_text().strip())
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Verifies the node against the throw-away CA only (and checks the host name)."""
+        return ssl.create_default_context(cafile=str(self.ca_path))
+
+    def basic_auth_header(self) -> str:
+        return "Basic " + base64.b64encode(f"{self.admin_user}:{self.admin_password}".encode()).decode()
+
+
+def _tool_env(java_home: Path, conf: Path) -> dict[str, str]:
+    """The environment of the distribution's CLI tools: a small heap, no inherited variables."""
+    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
+            "ES_JAVA_HOME": str(java_home), "ES_PATH_CONF": str(conf),
+            "ES_JAVA_OPTS": "-Xms64m -Xmx256m"}  # fmt: skip
+
+
+def _run_tool(argv: list[str], env: dict[str, str], *, stdin: str | None = None) -> None:
+    """Run one of the distribution's CLI tools (a JVM each); :class:`NodeError` with its output on failure.
+
+    ``stdin`` carries secrets (never argv: /proc/<pid>/cmdline is world-readable); it is not echoed.
+    """
+    try:
+        proc = subprocess.run(argv, env=env, input=stdin, capture_output=True, text=True,
+                              timeout=TOOL_TIMEOUT_S, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise NodeError(f"{' '.join(argv)} timed out after {TOOL_TIMEOUT_S:.0f} s") from exc
+    if proc.returncode != 0:
+        raise NodeError(f"{' '.join(argv)} exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-4000:]}")
+
+
+def _unzip_one(zip_path: Path, member: str, dest: Path) -> None:
+    with zipfile.ZipFile(zip_path) as zf:
+        dest.write_bytes(zf.read(member))
+    dest.chmod(0o600)
+
+
+def generate_security(home: Path, config_src: Path, java_home: Path, secure_dir: Path) -> Security:
+    """A throw-away CA, a node certificate for 127.0.0.1/localhost, and a keystore with the admin password.
+
+    Uses the distribution's own ``elasticsearch-certutil`` (PEM, silent, offline) and
+    ``elasticsearch-keystore``; each is a JVM start of a few seconds, so the keystore is written while the
+    certificates are generated. Everything lands in ``secure_dir`` (0700, the harness's); the node gets
+    copies (:func:`install_security`), never the CA key.
+    """
+    secure_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tool_conf = secure_dir / "tool-config"  # the tools need an ES_PATH_CONF; the keystore is written there
+    shutil.rmtree(tool_conf, ignore_errors=True)
+    shutil.copytree(config_src, tool_conf)
+    env = _tool_env(java_home, tool_conf)
+    password = secrets.token_urlsafe(24)
+    password_file = secure_dir / "admin-password"
+    password_file.write_text(password + "\n")
+    password_file.chmod(0o600)
+    keystore = [str(home / "bin" / "elasticsearch-keystore"), "add", "-f", "-x", "bootstrap.password"]
+    with subprocess.Popen(keystore, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as keystore_proc:  # fmt: skip
+        try:
+            _generate_certificates(home / "bin" / "elasticsearch-certutil", env, secure_dir)
+            output, _ = keystore_proc.communicate(password + "\n", timeout=TOOL_TIMEOUT_S)
+        except BaseException:
+            keystore_proc.kill()
+            raise
+    if keystore_proc.returncode != 0:
+        raise NodeError(f"{' '.join(keystore)} exited {keystore_proc.returncode}:\n{output[-4000:]}")
+    shutil.copy2(tool_conf / "elasticsearch.keystore", secure_dir / "elasticsearch.keystore")
+    shutil.rmtree(tool_conf)
+    return Security.load(secure_dir)
+
+
+def _generate_certificates(certutil: Path, env: dict[str, str], secure_dir: Path) -> None:
+    """``ca.crt``/``ca.key``, then ``node.crt``/``node.key`` for IP:127.0.0.1 and DNS:localhost.
+
+    Paths are absolute: the launcher changes into ES_HOME before the tool runs.
+    """
+    ca_zip, node_zip = secure_dir / "ca.zip", secure_dir / "node.zip"
+    days = ["--days", str(CERT_DAYS)]
+    for stale in (ca_zip, node_zip):
+        stale.unlink(missing_ok=True)
+    _run_tool([str(certutil), "ca", "--pem", "--silent", "--ca-dn", "CN=rcp-test-ca", *days,
+               "--out", str(ca_zip)], env)  # fmt: skip
+    _unzip_one(ca_zip, "ca/ca.crt", secure_dir / "ca.crt")
+    _unzip_one(ca_zip, "ca/ca.key", secure_dir / "ca.key")
+    _run_tool([str(certutil), "cert", "--pem", "--silent", "--ca-cert", str(secure_dir / "ca.crt"),
+               "--ca-key", str(secure_dir / "ca.key"), "--name", "node", "--ip", "127.0.0.1",
+               "--dns", "localhost", *days, "--out", str(node_zip)], env)  # fmt: skip
+    _unzip_one(node_zip, "node/node.crt", secure_dir / "node.crt")
+    _unzip_one(node_zip, "node/node.key", secure_dir / "node.key")
+    ca_zip.unlink()
+    node_zip.unlink()
+
+
+def install_security(secure_dir: Path, conf: Path) -> None:
+    """Copy what the node reads (CA and node certificate, node key, keystore) into its config dir."""
+    certs = conf / "certs"
+    certs.mkdir(exist_ok=True)
+    for name in ("ca.crt", "node.crt", "node.key"):
+        shutil.copy2(secure_dir / name, certs / name)
+    shutil.copy2(secure_dir / "elasticsearch.keystore", conf / "elasticsearch.keystore")
 
 
 def default_java_home(dist: Distribution, env: dict[str, str] | None = None) -> Path:
@@ -332,11 +587,18 @@ def _pids_using(workdir: Path) -> set[int]:
     }
 
 
-def cluster_health_ok(url: str, timeout_s: float = 10.0) -> bool:
-    """True once the node answers health with at least yellow (GET / is 405 on this zip: no rest-root)."""
-    request = f"{url}/_cluster/health?wait_for_status=yellow&timeout=5s"
+def cluster_health_ok(url: str, timeout_s: float = 10.0, *, security: Security | None = None) -> bool:
+    """True once the node answers health with at least yellow (GET / is 405 on this zip: no rest-root).
+
+    A secure node is asked over https, verified against its CA, as the admin (health needs ``monitor``).
+    """
+    request = urllib.request.Request(f"{url}/_cluster/health?wait_for_status=yellow&timeout=5s")
+    context = None
+    if security is not None:
+        request.add_header("Authorization", security.basic_auth_header())
+        context = security.ssl_context()
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as resp:
             return resp.status == 200
     except (urllib.error.URLError, OSError):  # refused = still booting; 408/503 = not ready yet
         return False
@@ -355,6 +617,8 @@ class RunningNode:
     port: int
     workdir: Path
     run_dir: Path
+    #: Set for a node started with ``secure=True``: its CA and the harness's admin credentials.
+    security: Security | None = None
 
     @property
     def logs_dir(self) -> Path:
@@ -376,11 +640,12 @@ class RunningNode:
             pids.add(self.pid)
         return pids
 
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S, *, keep_data: bool = False) -> None:
         """SIGTERM (graceful shutdown), wait, then SIGKILL and wait: never leave a JVM behind.
 
         Rescans while waiting, so a server spawned by a still-running launcher is caught too.
-        A relocated run dir is removed afterwards, its logs copied into ``workdir/logs`` first.
+        A relocated run dir is removed afterwards, its logs copied into ``workdir/logs`` first, unless
+        ``keep_data`` (the node is to be started again on the same data, see :meth:`restart`).
         """
         for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
             deadline = time.monotonic() + wait_s
@@ -397,7 +662,7 @@ class RunningNode:
                 break
         else:
             raise NodeError(f"Elasticsearch pid(s) {sorted(self.live_pids())} survived SIGKILL")
-        if self.run_dir != self.workdir and self.run_dir.is_dir():
+        if not keep_data and self.run_dir != self.workdir and self.run_dir.is_dir():
             if self.logs_dir.is_dir():
                 shutil.copytree(self.logs_dir, self.workdir / "logs", dirs_exist_ok=True)
             if (self.run_dir / "launcher.out").is_file():
@@ -407,14 +672,86 @@ class RunningNode:
             if link.is_symlink():
                 link.unlink()
 
+    def restart(self, timeout_s: float = START_TIMEOUT_S) -> RunningNode:
+        """Start the node again on the same port and data (after ``stop(keep_data=True)``)."""
+        return start_node(self.workdir, port=self.port, timeout_s=timeout_s, run_dir=self.run_dir,
+                          secure=self.security is not None)  # fmt: skip
+
+    def pause(self) -> None:
+        """SIGSTOP every JVM of the node: it keeps its sockets open but answers nothing (a hung node)."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        pids = self.live_pids()
+        if not pids:
+            raise NodeError(f"no running Elasticsearch process in {self.run_dir}")
+        for pid in pids:
+            os.kill(pid, sig)
+
+    def add_file_role(self, name: str, descriptor: dict[str, object]) -> None:
+        """Define ``name`` in the node's ``roles.yml`` (a JSON role descriptor is valid YAML).
+
+        File roles need no ``.security`` index. (Native roles, users and API keys do; a secure node can
+        create it thanks to the test plugin, see :func:`ensure_test_plugin`.)
+        """
+        roles = self.run_dir / "config" / "roles.yml"
+        with roles.open("a") as f:
+            f.write(f"{json.dumps(name)}: {json.dumps(descriptor)}\n")
+
+    def add_file_user(self, name: str, password: str, roles: list[str], timeout_s: float = 30.0) -> None:
+        """Add a file-realm user (``elasticsearch-users``, password on stdin) and wait until it logs in.
+
+        Add its roles first (:meth:`add_file_role`): the node reloads roles.yml within a second, and the
+        tool alone takes longer than that.
+        """
+        if self.security is None:
+            raise NodeError("file-realm users need a node started with secure=True")
+        home, conf = self.run_dir / "home", self.run_dir / "config"
+        env = _tool_env(default_java_home(resolve_distribution()), conf)
+        argv = [str(home / "bin" / "elasticsearch-users"), "useradd", name, "-r", ",".join(roles)]
+        user = _es_user()
+        if user is not None:  # the files belong to the ES account and must stay readable for it
+            argv = ["runuser", "-u", user.pw_name, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()),
+                    *argv]  # fmt: skip
+        _run_tool(argv, env, stdin=f"{password}\n{password}\n")
+        self._wait_for_login(name, password, timeout_s)
+
+    def _wait_for_login(self, name: str, password: str, timeout_s: float) -> None:
+        assert self.security is not None
+        login = Security(self.security.ca_path, name, password)
+        request = urllib.request.Request(f"{self.url}/_security/_authenticate")
+        request.add_header("Authorization", login.basic_auth_header())
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=10, context=login.ssl_context()) as resp:
+                    roles = json.load(resp).get("roles", [])
+                    if roles:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise NodeError(f"file-realm user {name!r} could not log in within {timeout_s:.0f} s")
+            time.sleep(0.3)
+
     def save(self) -> None:
-        state = {"url": self.url, "pid": self.pid, "port": self.port, "run_dir": str(self.run_dir)}
+        """The state ``stop --workdir`` needs; a secure node's password stays in its own 0600 file."""
+        state = {"url": self.url, "pid": self.pid, "port": self.port, "run_dir": str(self.run_dir),
+                 "secure": self.security is not None}  # fmt: skip
         (self.workdir / STATE_FILE).write_text(json.dumps(state) + "\n")
 
     @classmethod
     def load(cls, workdir: Path) -> RunningNode:
         state = json.loads((workdir / STATE_FILE).read_text())
-        return cls(state["url"], int(state["pid"]), int(state["port"]), workdir, Path(state["run_dir"]))
+        run_dir = Path(state["run_dir"])
+        security = None
+        if state.get("secure") and (run_dir / SECURE_DIR / "admin-password").is_file():
+            security = Security.load(run_dir / SECURE_DIR)
+        return cls(state["url"], int(state["pid"]), int(state["port"]), workdir, run_dir, security)
 
 
 def start_node(
@@ -422,6 +759,9 @@ def start_node(
     port: int | None = None,
     heap_mb: int = 512,
     timeout_s: float = START_TIMEOUT_S,
+    run_dir: Path | None = None,
+    *,
+    secure: bool = False,
 ) -> RunningNode:
     """Start a single node with everything (home, config, data, logs, tmp) under ``workdir``; wait for yellow.
 
@@ -430,8 +770,13 @@ def start_node(
     home/logs are made writable for the ES user. As root, when the ES user cannot traverse workdir's
     parents (pytest's /tmp/pytest-of-root is 0700, and every new root pytest session re-tightens it, so
     loosening it is racy), the files go to a private /tmp/rcp-es-* dir instead, linked as ``workdir/node``
-    and removed by :meth:`RunningNode.stop`. On any failure, or Ctrl-C, the node is stopped;
+    and removed by :meth:`RunningNode.stop`. ``run_dir`` reuses the files (and data) of an earlier node
+    of the same ``workdir`` (:meth:`RunningNode.restart`). On any failure, or Ctrl-C, the node is stopped;
     :class:`NodeError` carries the launcher output and the node's log.
+
+    ``secure``: security and HTTP TLS on (:func:`generate_security`; a restart reuses the same CA and
+    password), the URL is https, and :attr:`RunningNode.security` has the CA path and admin credentials.
+    A secure node also gets the test plugin (:func:`ensure_test_plugin`), so API keys can be created.
     """
     dist = resolve_distribution()
     cached_home = ensure_distribution(dist)
@@ -439,11 +784,12 @@ def start_node(
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     user = _es_user()
-    run_dir = workdir
-    if user is not None and not _ancestors_traversable(workdir):
-        run_dir = Path(tempfile.mkdtemp(prefix="rcp-es-", dir="/tmp"))
-        (workdir / "node").unlink(missing_ok=True)
-        (workdir / "node").symlink_to(run_dir)
+    if run_dir is None:
+        run_dir = workdir
+        if user is not None and not _ancestors_traversable(workdir):
+            run_dir = Path(tempfile.mkdtemp(prefix="rcp-es-", dir="/tmp"))
+            (workdir / "node").unlink(missing_ok=True)
+            (workdir / "node").symlink_to(run_dir)
     port = port or free_port()
     home, conf, data, logs, tmp = (run_dir / n for n in ("home", "config", "data", "logs", "tmp"))
     if home.exists():
@@ -452,7 +798,16 @@ def start_node(
     if conf.exists():
         shutil.rmtree(conf)
     shutil.copytree(cached_home / "config", conf)
-    (conf / "elasticsearch.yml").write_text(render_config(port, data, logs))
+    (conf / "elasticsearch.yml").write_text(render_config(port, data, logs, secure=secure))
+    security = None
+    if secure:
+        secure_dir = run_dir / SECURE_DIR
+        if (secure_dir / "elasticsearch.keystore").is_file():
+            security = Security.load(secure_dir)  # a restart: same CA, same admin password
+        else:
+            security = generate_security(home, cached_home / "config", java_home, secure_dir)
+        install_security(secure_dir, conf)
+        install_test_plugin(ensure_test_plugin(dist, cached_home, java_home), home)
     for d in (data, logs, tmp, home / "logs"):
         d.mkdir(parents=True, exist_ok=True)
     pid_file = run_dir / "es.pid"
@@ -475,7 +830,9 @@ def start_node(
         launcher = ["runuser", "-u", user.pw_name, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()),
                     *launcher]  # fmt: skip
 
-    node = RunningNode(f"http://127.0.0.1:{port}", pid=0, port=port, workdir=workdir, run_dir=run_dir)
+    scheme = "https" if secure else "http"
+    node = RunningNode(f"{scheme}://127.0.0.1:{port}", pid=0, port=port, workdir=workdir, run_dir=run_dir,
+                       security=security)  # fmt: skip
     node.save()  # before launching: `stop --workdir` can then clean up even an interrupted start
     try:
         _launch_and_wait(node, launcher, env, pid_file, timeout_s)
@@ -504,7 +861,7 @@ def _launch_and_wait(
     if returncode != 0:
         what = "timed out" if returncode is None else f"exited {returncode}"
         raise NodeError(f"Elasticsearch launcher {what}: {' '.join(launcher)}\n{node.log_text()}")
-    while not cluster_health_ok(node.url):
+    while not cluster_health_ok(node.url, security=node.security):
         if not _pid_alive(node.pid) or time.monotonic() - started > timeout_s:
             raise NodeError(
                 f"Elasticsearch at {node.url} not healthy within {timeout_s:.0f} s\n{node.log_text()}"
@@ -518,11 +875,18 @@ def _launch_and_wait(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("fetch", help="download (mvn), verify SHA-512 and unpack the zip into the cache")
+    sub.add_parser(
+        "fetch",
+        help="download (mvn), verify SHA-512 and unpack the zip into the cache; "
+        "build the secure nodes' test plugin",
+    )
     start = sub.add_parser("start", help="start a node, wait for health, print ES_URL and leave it running")
     start.add_argument("--port", type=int, default=None, help="HTTP port (default: a free one)")
     start.add_argument("--workdir", type=Path, default=None, help="default: a new /tmp/rcp-es-* directory")
     start.add_argument("--heap-mb", type=int, default=512)
+    start.add_argument(
+        "--secure", action="store_true", help="security and HTTP TLS on; also prints the CA and password file"
+    )
     stop = sub.add_parser("stop", help="stop the node started in --workdir (SIGTERM, then SIGKILL)")
     stop.add_argument("--workdir", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -531,11 +895,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             home = ensure_distribution()
             print(f"ES_HOME={home}")
+            print(f"ES_TEST_PLUGIN={ensure_test_plugin(es_home=home)}")
         elif args.command == "start":
             workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rcp-es-"))
             began = time.monotonic()
-            node = start_node(workdir, port=args.port, heap_mb=args.heap_mb)
+            node = start_node(workdir, port=args.port, heap_mb=args.heap_mb, secure=args.secure)
             print(f"ES_URL={node.url}")
+            if node.security is not None:
+                print(f"ES_CA_CERTS={node.security.ca_path}")
+                print(f"ES_ADMIN_USER={node.security.admin_user}")
+                print(f"ES_ADMIN_PASSWORD_FILE={node.security.password_file}")
             print(f"ES_PID={node.pid}")
             print(f"ES_WORKDIR={node.workdir}")
             if node.run_dir != node.workdir:

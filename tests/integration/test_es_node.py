@@ -7,10 +7,13 @@ built inline so the expected counts are exact and independent of example files.
 from __future__ import annotations
 
 import re
+import zipfile
 from collections import Counter
 from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
+
+from scripts import es_node
 
 # (host, child, parent)
 EVENTS = [
@@ -120,3 +123,25 @@ def test_parent_child_counts_on_explicit_keyword_mapping(es_client: Elasticsearc
         ("cmd.exe", "powershell.exe"): 1,
     }
     assert es_client.count(index=index_name, query={"term": {"host.name": "WS-3"}})["count"] == 2
+
+
+def test_the_insecure_node_loads_no_plugin(es_client: Elasticsearch) -> None:
+    """Pins that only secure nodes get the test plugin: the default node stays the bare distribution."""
+    assert es_client.cat.plugins(format="json") == []
+
+
+def test_the_test_plugin_is_built_once_for_this_version() -> None:
+    """Pins the build ``es_node.py fetch`` makes for secure nodes: a jar with the plugin class and a
+    descriptor naming this exact Elasticsearch version, cached (a second call reuses it, no rebuild)."""
+    dist = es_node.resolve_distribution()
+    built = es_node.ensure_test_plugin(dist)
+    jar = built / f"{es_node.TEST_PLUGIN_NAME}.jar"
+    with zipfile.ZipFile(jar) as zf:
+        assert "rcp/testplugin/SecurityIndexAnalysisPlugin.class" in zf.namelist()
+    descriptor = (built / "plugin-descriptor.properties").read_text()
+    assert f"\nelasticsearch.version={dist.version}\n" in descriptor
+    assert "classname=rcp.testplugin.SecurityIndexAnalysisPlugin\n" in descriptor
+    mtime = jar.stat().st_mtime_ns
+    assert es_node.ensure_test_plugin(dist) == built
+    assert jar.stat().st_mtime_ns == mtime
+    assert built.parent.name == f"test-plugin-{dist.version}-{es_node.plugin_build_key(dist)}"

@@ -202,3 +202,95 @@ def test_stop_keeps_logs_and_removes_a_relocated_run_dir(tmp_path: Path) -> None
     assert not run_dir.exists()
     assert (workdir / "logs" / "rcp-test.log").read_text() == "started"
     assert (workdir / "launcher.out").read_text() == "launched"
+
+
+def test_render_config_secure_adds_security_and_http_tls_from_the_config_dir(tmp_path: Path) -> None:
+    """Pins the secure node's settings: security and HTTP TLS on, files relative to the config dir (the
+    only place Elasticsearch reads them), fast file-realm reloads; the insecure settings are untouched."""
+    text = es_node.render_config(9251, tmp_path / "data", tmp_path / "logs", secure=True)
+    settings = dict(line.split(": ", 1) for line in text.splitlines())
+    insecure = dict(
+        line.split(": ", 1)
+        for line in es_node.render_config(9251, tmp_path / "data", tmp_path / "logs").splitlines()
+    )
+    assert {key: value for key, value in settings.items() if key not in insecure} == {
+        "xpack.security.http.ssl.enabled": '"true"',
+        "xpack.security.http.ssl.key": '"certs/node.key"',
+        "xpack.security.http.ssl.certificate": '"certs/node.crt"',
+        "xpack.security.http.ssl.certificate_authorities": '["certs/ca.crt"]',
+        "resource.reload.interval.high": '"1s"',
+    }
+    assert settings["xpack.security.enabled"] == '"true"'
+    assert {
+        key: value for key, value in settings.items() if key in insecure and key != "xpack.security.enabled"
+    } == {key: value for key, value in insecure.items() if key != "xpack.security.enabled"}
+
+
+def test_secure_state_round_trips_without_writing_the_password_into_node_json(tmp_path: Path) -> None:
+    """Pins that ``stop --workdir`` finds a secure node's CA and admin login again, that the password
+    stays in its own file (not node.json) and out of every repr."""
+    secure_dir = tmp_path / es_node.SECURE_DIR
+    secure_dir.mkdir()
+    (secure_dir / "admin-password").write_text("s3cret-admin-pw\n")
+    security = es_node.Security.load(secure_dir)
+    node = es_node.RunningNode(
+        "https://127.0.0.1:1", 0, 1, workdir=tmp_path, run_dir=tmp_path, security=security
+    )
+    node.save()
+    assert "s3cret-admin-pw" not in (tmp_path / es_node.STATE_FILE).read_text()
+    assert "s3cret-admin-pw" not in repr(node)
+    loaded = es_node.RunningNode.load(tmp_path)
+    assert loaded.security == es_node.Security(secure_dir / "ca.crt", "elastic", "s3cret-admin-pw")
+    assert loaded.url == "https://127.0.0.1:1"
+
+
+def _plugin_src(root: Path, java: str = "class A {}\n") -> Path:
+    """A miniature test-plugin source tree (descriptor template + one Java file)."""
+    (root / "src" / "p").mkdir(parents=True)
+    (root / "plugin-descriptor.properties").write_text("name=x\nelasticsearch.version=@ES_VERSION@\n")
+    (root / "src" / "p" / "A.java").write_text(java)
+    return root
+
+
+def test_plugin_build_key_follows_sources_and_version(tmp_path: Path) -> None:
+    """Pins the plugin cache key: stable for the same sources and version, new for any change of either."""
+    src = _plugin_src(tmp_path / "src")
+    dist = es_node.Distribution("8.19.21", "ab" * 64)
+    key = es_node.plugin_build_key(dist, src)
+    assert key == es_node.plugin_build_key(dist, src)
+    assert key != es_node.plugin_build_key(es_node.Distribution("8.19.22", "ab" * 64), src)
+    (src / "src" / "p" / "A.java").write_text("class A { }\n")
+    assert key != es_node.plugin_build_key(dist, src)
+
+
+def test_the_shipped_plugin_sources_are_found_and_name_the_version_placeholder() -> None:
+    """Pins that scripts/es_test_plugin has a descriptor (version filled in at build time) and Java code."""
+    descriptor, *java = es_node.plugin_sources()
+    text = descriptor.read_text()
+    assert f"name={es_node.TEST_PLUGIN_NAME}\n" in text
+    assert "elasticsearch.version=@ES_VERSION@\n" in text
+    assert [path.name for path in java] == ["SecurityIndexAnalysisPlugin.java"]
+
+
+def test_plugin_build_without_javac_fails_clearly(tmp_path: Path) -> None:
+    """Pins NodeError (not a traceback) when ES_JAVA_HOME is a JRE: the message names the missing javac."""
+    src = _plugin_src(tmp_path / "src")
+    dist = es_node.Distribution("8.19.21", "ab" * 64)
+    jre = tmp_path / "jre"
+    (jre / "bin").mkdir(parents=True)
+    with pytest.raises(es_node.NodeError, match=r"bin/javac .*must be a JDK"):
+        es_node.ensure_test_plugin(dist, tmp_path / "es", jre, tmp_path / "cache", src)
+    assert not list((tmp_path / "cache").glob("test-plugin-*"))
+
+
+@pytest.mark.skipif(not Path(es_node.DEFAULT_JAVA_HOMES[8][0], "bin", "javac").is_file(), reason="no JDK 17")
+def test_plugin_compile_error_carries_the_javac_output(tmp_path: Path) -> None:
+    """Pins that a failing javac raises NodeError with its own diagnostics and leaves no cached build."""
+    src = _plugin_src(tmp_path / "src", "package p;\nclass A { int broken = ; }\n")
+    dist = es_node.Distribution("8.19.21", "ab" * 64)
+    (tmp_path / "es" / "lib").mkdir(parents=True)
+    jdk = Path(es_node.DEFAULT_JAVA_HOMES[8][0])
+    with pytest.raises(es_node.NodeError, match=r"javac exit 1") as info:
+        es_node.ensure_test_plugin(dist, tmp_path / "es", jdk, tmp_path / "cache", src)
+    assert "A.java:2: error: illegal start of expression" in str(info.value)
+    assert not list((tmp_path / "cache").glob("test-plugin-*"))
