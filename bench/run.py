@@ -173,7 +173,7 @@ class Service:
     token: str
     master: subprocess.Popen[bytes]
     log_path: Path
-    worker_pid: int = 0
+    worker_pids: list[int] = field(default_factory=list)
     rss_samples_kib: list[int] = field(default_factory=list)
     _sampling: threading.Event = field(default_factory=threading.Event)
 
@@ -193,6 +193,11 @@ class Service:
             raise RuntimeError(f"detect answered {error.code}: {error.read()[:2000]!r}") from None
         return time.perf_counter() - began, json.loads(payload)
 
+    @property
+    def worker_pid(self) -> int:
+        """The first worker: with one worker (the memory benchmark), the process that does all the work."""
+        return self.worker_pids[0]
+
     def memory(self) -> dict[str, int]:
         return memory_kib(self.worker_pid)
 
@@ -209,8 +214,21 @@ def _children(pid: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def gunicorn_service(es_url: str, *, allowed: str, results_index: str, workdir: Path) -> Iterator[Service]:
-    """The real service: gunicorn, one sync worker, on a free loopback port; stopped in ``finally``."""
+def gunicorn_service(
+    es_url: str,
+    *,
+    allowed: str,
+    results_index: str,
+    workdir: Path,
+    workers: int = 1,
+    sample_memory: bool = True,
+) -> Iterator[Service]:
+    """The real service: gunicorn, ``workers`` sync workers, a free loopback port; stopped in ``finally``.
+
+    One worker (the default) makes the worker's memory the service's memory (``bench/run.py``); the load
+    test (``bench/load.py``) starts several and turns the 20 ms RSS sampler off, so that sampling thread
+    does not compete with the clients for the CPU.
+    """
     port = free_loopback_port()
     token = secrets.token_urlsafe(24)
     env = {name: value for name, value in os.environ.items() if not name.startswith("CONNECTOR_")}
@@ -223,7 +241,7 @@ def gunicorn_service(es_url: str, *, allowed: str, results_index: str, workdir: 
             "CONNECTOR_RESULTS_INDEX": results_index,
             "CONNECTOR_ES_TIMEOUT_SECONDS": "300",
             "CONNECTOR_BIND": f"127.0.0.1:{port}",
-            "CONNECTOR_WORKERS": "1",
+            "CONNECTOR_WORKERS": str(workers),
         }
     )
     workdir.mkdir(parents=True, exist_ok=True)
@@ -243,11 +261,9 @@ def gunicorn_service(es_url: str, *, allowed: str, results_index: str, workdir: 
     sampler = threading.Thread(target=service.sample, daemon=True)
     try:
         _wait_until_healthy(service)
-        workers = _children(master.pid)
-        if len(workers) != 1:
-            raise RuntimeError(f"expected one gunicorn worker, found {workers}")
-        service.worker_pid = workers[0]
-        sampler.start()
+        service.worker_pids = _wait_for_workers(service, workers)
+        if sample_memory:
+            sampler.start()
         yield service
     finally:
         service._sampling.set()
@@ -269,6 +285,18 @@ def _wait_until_healthy(service: Service) -> None:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"the service did not answer /healthz in {SERVICE_START_S:.0f} s")
+
+
+def _wait_for_workers(service: Service, expected: int) -> list[int]:
+    """The worker pids once all ``expected`` forked: /healthz answers as soon as the first one is up."""
+    deadline = time.monotonic() + SERVICE_START_S
+    while True:
+        pids = _children(service.master.pid)
+        if len(pids) == expected:
+            return pids
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"expected {expected} gunicorn worker(s), found {pids}")
+        time.sleep(0.1)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -758,6 +786,17 @@ def run_benchmark(
         client.close()
 
 
+def add_node_options(parser: argparse.ArgumentParser) -> None:
+    """Where the benchmark's Elasticsearch node and recorded results live (shared with bench/load.py)."""
+    parser.add_argument("--es-url", help="use this cluster instead of starting/reusing the benchmark node")
+    parser.add_argument(
+        "--node-dir", type=Path, default=DEFAULT_NODE_DIR, help="workdir of the benchmark node"
+    )
+    parser.add_argument("--heap-mb", type=int, default=DEFAULT_HEAP_MB)
+    parser.add_argument("--keep-node", action="store_true", help="leave a node this run started running")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scales", default="1,4,16", help="comma-separated multipliers (1, 4, 16) or 'tiny'")
@@ -770,13 +809,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="skip (c) on larger data sets (it reads every event: minutes at 16x)",
     )
-    parser.add_argument("--es-url", help="use this cluster instead of starting/reusing a node")
-    parser.add_argument(
-        "--node-dir", type=Path, default=DEFAULT_NODE_DIR, help="workdir of the benchmark node"
-    )
-    parser.add_argument("--heap-mb", type=int, default=DEFAULT_HEAP_MB)
-    parser.add_argument("--keep-node", action="store_true", help="leave a node this run started running")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    add_node_options(parser)
     args = parser.parse_args(argv)
     scales = [scale.strip() for scale in args.scales.split(",") if scale.strip()]
     with elasticsearch_node(args.es_url, args.node_dir, args.heap_mb, args.keep_node) as es_url:

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import load as bench_load  # noqa: E402
 from bench import run as bench_run  # noqa: E402
 from bench.loader import DataSet, ensure_loaded, planted_and_whitelisted  # noqa: E402
 
@@ -100,3 +101,59 @@ def test_loader_skips_a_set_it_already_holds_and_reloads_a_changed_one(
     settings = es_client.indices.get_settings(index=index)[index]["settings"]["index"]
     assert "refresh_interval" not in settings  # back to the default after the load
     assert es_client.count(index=index)["count"] == DataSet.tiny().total_events
+
+
+def test_load_runner_drives_real_gunicorn_with_concurrent_clients_and_reports_zero_errors(
+    es_url: str, bench_prefix: str, tmp_path: Path
+) -> None:
+    """Ten requests from two clients against one real gunicorn worker over the sample: every request
+    answered 2xx, the count bound respected, every reported figure present; the results files written."""
+    results = bench_load.run_load(
+        es_url,
+        scales=["sample"],
+        workers=[1],
+        concurrency=[2],
+        rounds=1,
+        max_requests=10,
+        duration_s=120.0,
+        results_dir=tmp_path / "results",
+        workdir=tmp_path / "logs",
+        index_prefix=bench_prefix,
+    )
+
+    assert results["warm_up_errors"] == []
+    assert results["errors_total"] == 0
+    (configuration,) = results["configurations"]
+    assert configuration["target"] == "sample"
+    assert (configuration["workers"], configuration["concurrency"]) == (1, 2)
+    assert configuration["requests"] == 10
+    assert configuration["errors"] == 0 and configuration["error_samples"] == []
+    assert _positive(configuration["throughput_rps_median"])
+    latency = configuration["latency"]
+    assert all(_positive(latency[key]) for key in ("p50_ms", "p90_ms", "p99_ms", "max_ms"))
+    assert latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    assert _positive(configuration["detect_latency"]["p50_ms"])
+    assert configuration["service_cpu_cores_median"] >= 0
+    (target,) = results["targets"]
+    assert target["events"] == 5280
+    assert results["recommendation"]["sample"]["workers"] == 1
+
+    json_path, md_path = (Path(path) for path in results["files"])
+    assert json_path.name.endswith("-load.json") and md_path.name.endswith("-load.md")
+    assert json.loads(json_path.read_text())["configurations"][0]["requests"] == 10
+    assert "| sample | 1 | 2 | 10 | 0 |" in md_path.read_text()
+
+
+def test_load_phase_stops_at_its_duration_before_its_request_count(es_url: str, tmp_path: Path) -> None:
+    """The duration bound holds on its own: a zero-second phase starts no request."""
+    with bench_run.gunicorn_service(
+        es_url, allowed="osquery-bench-none-*", results_index="outliers-bench-none", workdir=tmp_path
+    ) as service:
+        phase = bench_load.run_phase(
+            service,
+            [bench_load.RequestSpec("readyz", "GET", "/readyz")],
+            concurrency=2,
+            max_requests=1000,
+            duration_s=0.0,
+        )
+    assert phase["requests"] == 0 and phase["errors"] == 0
