@@ -21,23 +21,25 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from elasticsearch import ApiError, ConnectionTimeout, Elasticsearch, TransportError, helpers
+from elasticsearch import ApiError, ConnectionTimeout, Elasticsearch, SSLError, TransportError, helpers
 
 from connector.config import DEFAULT_TIMESTAMP_FIELD, UseCase
 from connector.errors import (
     ConnectorError,
     ElasticsearchAuthError,
     ElasticsearchTimeoutError,
+    ElasticsearchTlsError,
     ElasticsearchUnavailableError,
 )
 from connector.explain import Explanation
 from connector.model.fields import ABSENT, lookup
 from connector.model.outlier import MODEL_TYPE, Outlier, asset_values
+from connector.sources.elasticsearch import TimeBudget, tls_failure_message
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ TEMPLATE_PRIORITY = 200
 # Raise with every change of results_index_template (2: the OsqueryFilter fields Kibana shows, mapped).
 TEMPLATE_VERSION = 2
 DEFAULT_RESULTS_INDEX = "outliers-rare-child"
+# Appended to every write-back failure that stops the writing: what the caller may safely do next.
+RERUN_IS_SAFE = "writes already done are kept and re-running is safe (they are idempotent)"
 # ignore_above counts characters; 8191 characters of UTF-8 (at most 4 bytes each) stay below Lucene's
 # 32766-byte limit for one term, so a huge value is stored (in _source) but not indexed, instead of the
 # whole document being rejected.
@@ -79,6 +83,15 @@ class AnnotateMode(StrEnum):
     NONE = "none"
 
 
+class WriteOutcome(StrEnum):
+    """How a write-back ended, as a whole."""
+
+    COMPLETE = "complete"  # every outlier is stored (written now or already there)
+    PARTIAL = "partial"  # some outliers are stored, some writes failed: see the errors
+    FAILED = "failed"  # no outlier could be stored
+    SKIPPED = "skipped"  # nothing was to be written (annotate "none" or a dry run)
+
+
 @dataclass(frozen=True, kw_only=True)
 class WriteReport:
     """What one :func:`write_outliers` call did.
@@ -92,7 +105,7 @@ class WriteReport:
         ``noop``), repeated in the same call, or skipped in place by ee-outliers' one-write-per-summary rule
     :ivar failed: outliers whose write failed (after bounded retries)
     :ivar errors: the first :data:`MAX_REPORTED_ERRORS` failed requests, each
-        ``{"_id", "_index", "status", "type", "reason"}``
+        ``{"_id", "_index", "status", "type", "reason"}`` (the service log has every one of them)
     """
 
     mode: AnnotateMode
@@ -103,11 +116,21 @@ class WriteReport:
     failed: int
     errors: tuple[dict[str, Any], ...] = ()
 
+    @property
+    def outcome(self) -> WriteOutcome:
+        """One word for the whole write, so that a partial write cannot pass for a complete one."""
+        if self.mode is AnnotateMode.NONE or self.dry_run:
+            return WriteOutcome.SKIPPED
+        if not self.failed:
+            return WriteOutcome.COMPLETE
+        return WriteOutcome.PARTIAL if self.written + self.unchanged else WriteOutcome.FAILED
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "mode": self.mode.value,
             "index": self.index,
             "dry_run": self.dry_run,
+            "outcome": self.outcome.value,
             "written": self.written,
             "unchanged": self.unchanged,
             "failed": self.failed,
@@ -304,17 +327,18 @@ class _Tally:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     def fail(self, error: dict[str, Any], *, outliers: int = 1) -> None:
+        """Count a failed write. Every one is logged (with its id); the report lists the first ones."""
         self.failed += outliers
         if len(self.errors) < MAX_REPORTED_ERRORS:
             self.errors.append(error)
-            log.warning(
-                "write of %s/%s failed: %s %s: %s",
-                error["_index"],
-                error["_id"],
-                error["status"],
-                error["type"],
-                error["reason"],
-            )
+        log.warning(
+            "write of %s/%s failed: %s %s: %s",
+            error["_index"],
+            error["_id"],
+            error["status"],
+            error["type"],
+            error["reason"],
+        )
 
 
 def write_outliers(
@@ -326,6 +350,7 @@ def write_outliers(
     results_index: str,
     dry_run: bool = False,
     refresh: bool | str = False,
+    budget: TimeBudget | None = None,
 ) -> WriteReport:
     """Write ``items`` (outlier, explanation) back to Elasticsearch and report what happened.
 
@@ -341,6 +366,8 @@ def write_outliers(
 
     :param results_index: the results index (or alias); used in results mode only
     :param refresh: passed to the bulk requests (``"wait_for"``, ``True`` or ``False``)
+    :param budget: the time each request, and all together, may take (a detection's deadline covers
+        its writes too); default: each request as the client is configured
     :raises ElasticsearchUnavailableError: Elasticsearch cannot be reached, or a read (mget) is answered
         429/502/503 (a bulk request refused as a whole, after the 429 retries, fails its items instead)
     :raises ElasticsearchTimeoutError: a request timed out (writes already done stay; re-running is safe)
@@ -353,11 +380,12 @@ def write_outliers(
     if mode is AnnotateMode.NONE or dry_run or not items:
         log.info("annotate: nothing sent (mode=%s, dry_run=%s, %d outliers)", mode.value, dry_run, len(items))
     else:
+        requests = _Requests(client, budget or TimeBudget())
         try:
             if mode is AnnotateMode.RESULTS_INDEX:
-                _write_results(client, items, use_case, results_index, refresh, tally)
+                _write_results(requests, items, use_case, results_index, refresh, tally)
             else:
-                _write_in_place(client, items, use_case, refresh, tally)
+                _write_in_place(requests, items, use_case, refresh, tally)
         except ConnectorError as error:
             log.error(
                 "annotate aborted (%s) after written=%d unchanged=%d failed=%d of %d outliers",
@@ -369,18 +397,7 @@ def write_outliers(
             )
             raise
 
-    if tally.failed > len(tally.errors):
-        log.warning("%d outlier writes failed in all (first %d listed)", tally.failed, len(tally.errors))
-    if mode is not AnnotateMode.NONE and not dry_run and items:
-        log.info(
-            "annotate: mode=%s index=%s written=%d unchanged=%d failed=%d",
-            mode.value,
-            index,
-            tally.written,
-            tally.unchanged,
-            tally.failed,
-        )
-    return WriteReport(
+    report = WriteReport(
         mode=mode,
         index=index,
         dry_run=dry_run,
@@ -389,10 +406,25 @@ def write_outliers(
         failed=tally.failed,
         errors=tuple(tally.errors),
     )
+    if mode is not AnnotateMode.NONE and not dry_run and items:
+        truncated = len(report.errors) < report.failed
+        log.log(
+            logging.WARNING if report.failed else logging.INFO,
+            "annotate %s: mode=%s index=%s written=%d unchanged=%d failed=%d of %d outliers%s",
+            report.outcome.value,
+            mode.value,
+            index,
+            report.written,
+            report.unchanged,
+            report.failed,
+            len(items),
+            f" (the response lists the first {len(report.errors)} failures)" if truncated else "",
+        )
+    return report
 
 
 def _write_results(
-    client: Elasticsearch,
+    requests: _Requests,
     items: Sequence[tuple[Outlier, Explanation | None]],
     use_case: UseCase,
     results_index: str,
@@ -410,15 +442,15 @@ def _write_results(
     ids = list(documents)
     for start in range(0, len(ids), BULK_CHUNK_SIZE):
         chunk = ids[start : start + BULK_CHUNK_SIZE]
-        stored, index_missing = _stored_sources(client, results_index, chunk)
+        stored, index_missing = _stored_sources(requests, results_index, chunk)
         if index_missing:
-            _create_results_index(client, results_index)
+            _create_results_index(requests, results_index)
         to_send = [document_id for document_id in chunk if stored.get(document_id) != documents[document_id]]
         tally.unchanged += len(chunk) - len(to_send)
         if not to_send:
             continue
         sent = True
-        actions = (
+        actions = [
             {
                 "_op_type": "index",
                 "_index": results_index,
@@ -426,8 +458,8 @@ def _write_results(
                 "_source": documents[document_id],
             }
             for document_id in to_send
-        )
-        for ok, info in _bulk(client, actions, refresh, "writing outliers to the results index"):
+        ]
+        for ok, info in requests.bulk(actions, refresh, "writing outliers to the results index"):
             if ok:
                 # An index operation always rewrites ("created"/"updated"); "noop" only comes from updates.
                 if info.get("result") == "noop":
@@ -439,10 +471,10 @@ def _write_results(
 
     if refresh and not sent and documents:
         # Everything was already there: still honour the caller's request to make it searchable.
-        _call(lambda: client.indices.refresh(index=results_index), "refreshing the results index")
+        requests.call(lambda es: es.indices.refresh(index=results_index), "refreshing the results index")
 
 
-def _create_results_index(client: Elasticsearch, results_index: str) -> None:
+def _create_results_index(requests: _Requests, results_index: str) -> None:
     """Create the results index with the template's mappings (called when it does not exist yet).
 
     This keeps ``outliers.*`` correctly typed even where nobody installed the template (that needs
@@ -451,8 +483,8 @@ def _create_results_index(client: Elasticsearch, results_index: str) -> None:
     and a refusal is left for the bulk request to report item by item.
     """
     mappings = results_index_template(results_index)["template"]["mappings"]
-    response = _call(
-        lambda: client.options(ignore_status=(400, 403)).indices.create(
+    response = requests.call(
+        lambda es: es.options(ignore_status=(400, 403)).indices.create(
             index=results_index, mappings=mappings
         ),
         "creating the results index",
@@ -461,19 +493,20 @@ def _create_results_index(client: Elasticsearch, results_index: str) -> None:
         log.info("created results index %s", results_index)
 
 
-def _stored_sources(client: Elasticsearch, index: str, ids: list[str]) -> tuple[dict[str, Any], bool]:
+def _stored_sources(requests: _Requests, index: str, ids: list[str]) -> tuple[dict[str, Any], bool]:
     """``_source`` of the documents already stored under ``ids`` (realtime), and whether the index is missing.
 
     This is an optimisation (skip identical rewrites), so a refused read (no read privilege, closed
     index...) only means that everything is written; an unreachable cluster still raises.
     """
+    doing = "reading existing results"
     try:
-        response = client.mget(index=index, ids=ids)
+        response = requests.bound(doing).mget(index=index, ids=ids)
     except ApiError as error:
         log.info("cannot read existing results from %s (%s); writing all", index, error.status_code)
         return {}, False
     except TransportError as error:
-        raise _translate(error, "reading existing results") from None
+        raise requests.translate(error, doing) from None
     docs = response.get("docs", [])
     missing = any(
         isinstance(doc.get("error"), Mapping) and doc["error"].get("type") == "index_not_found_exception"
@@ -511,7 +544,7 @@ class _EventUpdate:
 
 
 def _write_in_place(
-    client: Elasticsearch,
+    requests: _Requests,
     items: Sequence[tuple[Outlier, Explanation | None]],
     use_case: UseCase,
     refresh: bool | str,
@@ -520,7 +553,7 @@ def _write_in_place(
     pending = _group_by_event(items, use_case, tally)
     for attempt in range(MAX_CONFLICT_RETRIES + 1):
         known = [event for event in pending if event.source is not None]
-        pending = known + _read_events(client, [event for event in pending if event.source is None], tally)
+        pending = known + _read_events(requests, [event for event in pending if event.source is None], tally)
         by_key: dict[tuple[str, str], _EventUpdate] = {}
         actions = []
         for event in pending:
@@ -532,7 +565,7 @@ def _write_in_place(
             actions.append(event.update_action())
 
         conflicts = []
-        for ok, info in _bulk(client, actions, refresh, "annotating source events"):
+        for ok, info in requests.bulk(actions, refresh, "annotating source events"):
             event = _find_event(by_key, info)
             if event is None or event.plan is None:  # cannot happen: every answer names a sent action
                 tally.fail(_item_error(info))
@@ -591,7 +624,7 @@ def _find_event(
     return event
 
 
-def _read_events(client: Elasticsearch, events: list[_EventUpdate], tally: _Tally) -> list[_EventUpdate]:
+def _read_events(requests: _Requests, events: list[_EventUpdate], tally: _Tally) -> list[_EventUpdate]:
     """Fetch the current ``_source``, ``_seq_no`` and ``_primary_term`` of ``events``; the found ones."""
     found: list[_EventUpdate] = []
     for start in range(0, len(events), BULK_CHUNK_SIZE):
@@ -602,7 +635,7 @@ def _read_events(client: Elasticsearch, events: list[_EventUpdate], tally: _Tall
             if event.routing is not None:
                 doc["routing"] = event.routing
             docs.append(doc)
-        response = _call(lambda docs=docs: client.mget(docs=docs), "reading source events")
+        response = requests.call(lambda es, docs=docs: es.mget(docs=docs), "reading source events")
         for event, doc in zip(chunk, response.get("docs", []), strict=True):
             if doc.get("found"):
                 event.index = doc.get("_index", event.index)
@@ -622,30 +655,81 @@ def _read_events(client: Elasticsearch, events: list[_EventUpdate], tally: _Tall
     return found
 
 
-def _bulk(
-    client: Elasticsearch, actions: Iterable[dict[str, Any]], refresh: bool | str, doing: str
-) -> Iterator[tuple[bool, dict[str, Any]]]:
-    """``streaming_bulk`` reporting every item as ``(ok, info)``; raises only when nothing can be written."""
-    results = helpers.streaming_bulk(
-        client,
-        actions,
-        chunk_size=BULK_CHUNK_SIZE,
-        raise_on_error=False,
-        raise_on_exception=False,
-        max_retries=BULK_MAX_RETRIES,
-        initial_backoff=BULK_INITIAL_BACKOFF_S,
-        refresh=refresh,
+@dataclass(frozen=True)
+class _Requests:
+    """The client and the time budget that every write-back request is sent under."""
+
+    client: Elasticsearch
+    budget: TimeBudget
+
+    def bound(self, doing: str) -> Elasticsearch:
+        """The client with the time left for the next request (raises once the deadline has passed)."""
+        return self.budget.bind(self.client, doing)
+
+    def call(self, request: Callable[[Elasticsearch], Any], doing: str) -> Any:
+        """``request(client)``, its failure translated into the project's errors."""
+        try:
+            return request(self.bound(doing))
+        except (ApiError, TransportError) as error:
+            raise self.translate(error, doing) from None
+
+    def bulk(
+        self, actions: Sequence[dict[str, Any]], refresh: bool | str, doing: str
+    ) -> Iterator[tuple[bool, dict[str, Any]]]:
+        """``streaming_bulk`` reporting every item as ``(ok, info)``; raises only when nothing can be written.
+
+        One ``streaming_bulk`` per :data:`BULK_CHUNK_SIZE` actions, so each bulk request gets the time left
+        when it is sent (a deadline is not stretched by later chunks).
+        """
+        for start in range(0, len(actions), BULK_CHUNK_SIZE):
+            results = helpers.streaming_bulk(
+                self.bound(doing),
+                actions[start : start + BULK_CHUNK_SIZE],
+                chunk_size=BULK_CHUNK_SIZE,
+                raise_on_error=False,
+                raise_on_exception=False,
+                max_retries=BULK_MAX_RETRIES,
+                initial_backoff=BULK_INITIAL_BACKOFF_S,
+                refresh=refresh,
+            )
+            try:
+                for ok, item in results:
+                    info = next(iter(item.values()))
+                    exception = info.get("exception")
+                    # A whole request refused for the credentials: every later request will be refused too.
+                    if not ok and isinstance(exception, ApiError) and exception.status_code in (401, 403):
+                        raise self.translate(exception, doing) from None
+                    # An item refused for a missing privilege: so will every other item for that index.
+                    if not ok and _missing_privilege(info):
+                        raise _privilege_error(_item_error(info)["reason"], doing)
+                    yield ok, info
+            except (ApiError, TransportError) as error:
+                raise self.translate(error, doing) from None
+
+    def translate(self, error: ApiError | TransportError, doing: str) -> ConnectorError:
+        return _translate(error, doing, self.budget)
+
+
+#: What the connector's role must grant (kibana_saved_objects/elasticsearch-role.json), for error messages.
+ROLE_HINT = (
+    "the connector's role needs read on the source indices, read, create_index and index on the results "
+    "index, and index on the source indices for annotate=in_place"
+)
+
+
+def _missing_privilege(info: Mapping[str, Any]) -> bool:
+    """A bulk item refused by Elasticsearch security (403 ``security_exception``), not by an index block."""
+    error = info.get("error")
+    refused = isinstance(error, Mapping) and error.get("type") == "security_exception"
+    return info.get("status") == 403 and refused
+
+
+def _privilege_error(reason: str, doing: str) -> ElasticsearchAuthError:
+    """Elasticsearch's reason names the action and the privileges that grant it; the message says where."""
+    return ElasticsearchAuthError(
+        f"the connector's Elasticsearch credentials lack a privilege while {doing}: {reason}; {ROLE_HINT}",
+        details=[{"reason": reason}],
     )
-    try:
-        for ok, item in results:
-            info = next(iter(item.values()))
-            exception = info.get("exception")
-            # A whole request refused for the credentials: every later request will be refused too.
-            if not ok and isinstance(exception, ApiError) and exception.status_code in (401, 403):
-                raise _translate(exception, doing) from None
-            yield ok, info
-    except (ApiError, TransportError) as error:
-        raise _translate(error, doing) from None
 
 
 def _call(request: Callable[[], Any], doing: str) -> Any:
@@ -692,24 +776,31 @@ def _api_error_parts(error: ApiError) -> tuple[str, str]:
     return str(error.message), ""
 
 
-def _translate(error: ApiError | TransportError, doing: str) -> ConnectorError:
-    """The project error for an Elasticsearch failure. Messages carry no URL, credential or document."""
+def _translate(
+    error: ApiError | TransportError, doing: str, budget: TimeBudget | None = None
+) -> ConnectorError:
+    """The project error for an Elasticsearch failure. Messages carry no URL, credential or document.
+
+    A timeout names the setting whose limit was reached (see :meth:`TimeBudget.timeout_error`).
+    """
     if isinstance(error, ConnectionTimeout):
-        return ElasticsearchTimeoutError(
-            f"Elasticsearch did not answer in time while {doing}; writes already done are kept and "
-            "re-running is safe (they are idempotent). Raise the request timeout or retry later."
-        )
+        timeout = (budget or TimeBudget()).timeout_error(doing)
+        return ElasticsearchTimeoutError(f"{timeout.message}; {RERUN_IS_SAFE}")
+    if isinstance(error, SSLError):
+        return ElasticsearchTlsError(tls_failure_message(error))
     if isinstance(error, TransportError):
         return ElasticsearchUnavailableError(
             f"cannot reach Elasticsearch while {doing} ({type(error).__name__}); check the Elasticsearch "
-            "URL, TLS settings and that the cluster is up, then re-run (writes are idempotent)."
+            f"URL, TLS settings and that the cluster is up, then re-run ({RERUN_IS_SAFE})."
         )
     status = error.status_code
     error_type, reason = _api_error_parts(error)
-    if status in (401, 403):
+    if status == 403:
+        return _privilege_error(reason or error_type, doing)
+    if status == 401:
         return ElasticsearchAuthError(
             f"Elasticsearch refused the connector's credentials while {doing} ({status} {error_type}); "
-            "check the configured user or API key and its index privileges (write, and read for in-place)."
+            "check CONNECTOR_ES_API_KEY (or CONNECTOR_ES_USERNAME/CONNECTOR_ES_PASSWORD)."
         )
     if status in (408, 504):
         return ElasticsearchTimeoutError(

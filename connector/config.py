@@ -297,7 +297,7 @@ def _use_case(
 
     def required(option: str) -> str:
         if option not in section:
-            raise fail(option, "required option is missing")
+            raise fail(option, f"required option is missing; add a line '{option}=...' to this section")
         return section[option]
 
     def choice(option: str, enum: type[EnumT]) -> EnumT:
@@ -446,7 +446,10 @@ def _regex_entries(
         try:
             patterns = tuple(re.compile(part.strip(), re.IGNORECASE) for part in value.split(","))
         except re.error as error:
-            reason = f"invalid regular expression {value!r}: {error}"
+            reason = (
+                f"invalid regular expression {value!r}: {error}; fix it (Python re syntax, split on ',') "
+                "or remove the entry"
+            )
             if invalid == "error":
                 raise ConfigError(reason, path=path, section=WHITELIST_REGEXPS, option=name) from None
             log.warning("%s [%s] %s: %s; entry ignored", path, WHITELIST_REGEXPS, name, reason)

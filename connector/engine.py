@@ -23,8 +23,9 @@ from connector.model.fields import ABSENT, lookup
 from connector.model.outlier import Outlier
 from connector.model.terms import Pair, PairCounts, TermsEvaluation
 from connector.sources import EventSource
-from connector.sources.elasticsearch import ElasticsearchSource, isoformat_z
+from connector.sources.elasticsearch import ElasticsearchSource, TimeBudget
 from connector.sources.ndjson import NdjsonSource, Progress
+from connector.timerange import isoformat_z
 
 DEFAULT_RESULTS_INDEX = "outliers-rare-child"
 
@@ -238,16 +239,26 @@ def detect_in_elasticsearch(
     dry_run: bool = False,
     results_index: str = DEFAULT_RESULTS_INDEX,
     max_outliers: int | None = None,
+    budget: TimeBudget | None = None,
 ) -> ElasticsearchDetection:
     """Run ``use_case`` over ``index`` for ``time_range`` and write the outliers back.
 
     With ``baseline_start`` the counts cover ``[baseline_start, end)`` and only events inside
-    ``[start, end)`` are reported and written.
+    ``[start, end)`` are reported and written. ``budget`` bounds every request, reads and writes alike,
+    and all of them together (a request that would start after its deadline raises instead).
+
+    :raises ElasticsearchTimeoutError: a request, or the whole detection, ran out of time; the message
+        names the setting to raise
     """
     began = time.monotonic()
     counted_from = min(baseline_start, time_range.start) if baseline_start else time_range.start
     source = ElasticsearchSource(
-        client, index=index, start=counted_from, end=time_range.end, host_field=use_case.host_field
+        client,
+        index=index,
+        start=counted_from,
+        end=time_range.end,
+        host_field=use_case.host_field,
+        budget=budget,
     )
     result = run(source, use_case)
     in_range = result.outliers
@@ -268,6 +279,7 @@ def detect_in_elasticsearch(
         mode=annotate,
         results_index=results_index,
         dry_run=dry_run,
+        budget=budget,
     )
     took_ms = int((time.monotonic() - began) * 1000)
     log.info(

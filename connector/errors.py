@@ -147,6 +147,14 @@ class ElasticsearchUnavailableError(ConnectorError):
     retry_after_seconds = 30
 
 
+class ElasticsearchTlsError(ConnectorError):
+    """Elasticsearch's certificate failed verification: a setting to fix, so no ``Retry-After``."""
+
+    code = "elasticsearch_tls_failed"
+    status = 502
+    exit_code = 1
+
+
 class ElasticsearchTimeoutError(ConnectorError):
     """Elasticsearch did not answer within the configured time."""
 

@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -31,8 +32,38 @@ DEFAULT_RESULTS_INDEX = "outliers-rare-child"
 DEFAULT_MAX_BODY_BYTES = 65536
 DEFAULT_MAX_RANGE_DAYS = 400
 DEFAULT_ES_TIMEOUT_SECONDS = 30.0
+DEFAULT_DETECT_TIMEOUT_SECONDS = 90.0
+MAX_DETECT_TIMEOUT_SECONDS = 3600.0
+# gunicorn kills a worker whose request runs longer than its `timeout`, and the caller then gets no
+# answer at all; the worker timeout is the detection deadline plus this margin, so a 504 always wins.
+WORKER_TIMEOUT_MARGIN_SECONDS = 30
+# The Elasticsearch client retries a request that failed to connect (or lost its connection) this often,
+# immediately. It never retries a timeout, nor a 429 or 504: those would multiply the waiting, and
+# the bulk helper already retries 429s with a backoff.
+ES_MAX_RETRIES = 3
+ES_RETRY_ON_STATUS = (502, 503)
 MIN_TOKEN_LENGTH = 16
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class LogFormat(StrEnum):
+    """How the service writes its log lines: ECS JSON for shipping, or text for a terminal."""
+
+    JSON = "json"
+    TEXT = "text"
+
+
+def parse_log_format(value: str | None) -> LogFormat:
+    """``CONNECTOR_LOG_FORMAT``: empty means JSON. Also read by the gunicorn config file.
+
+    :raises ConfigError: naming the variable and the allowed values.
+    """
+    text = (value or "").strip().lower() or LogFormat.JSON.value
+    try:
+        return LogFormat(text)
+    except ValueError:
+        allowed = ", ".join(member.value for member in LogFormat)
+        raise _error("CONNECTOR_LOG_FORMAT", f"{text!r} is not one of {allowed}") from None
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -85,6 +116,7 @@ class Settings:
     es_ca_certs: str | None = None
     es_verify_certs: bool = True
     es_timeout_seconds: float = DEFAULT_ES_TIMEOUT_SECONDS
+    detect_timeout_seconds: float = DEFAULT_DETECT_TIMEOUT_SECONDS
     global_config_path: str | None = None
     api_tokens: tuple[Secret, ...] = ()
     basic_user: str | None = None
@@ -95,6 +127,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_range_days: int = DEFAULT_MAX_RANGE_DAYS
     log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.JSON
 
     @property
     def has_service_credentials(self) -> bool:
@@ -154,6 +187,8 @@ class Settings:
         results_index = env.text("CONNECTOR_RESULTS_INDEX") or DEFAULT_RESULTS_INDEX
         _check_results_index(results_index)
 
+        detect_timeout_seconds = parse_detect_timeout(environ.get("CONNECTOR_DETECT_TIMEOUT_SECONDS"))
+
         log_level = (env.text("CONNECTOR_LOG_LEVEL") or "INFO").upper()
         if log_level not in LOG_LEVELS:
             raise _error("CONNECTOR_LOG_LEVEL", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
@@ -166,6 +201,7 @@ class Settings:
             es_ca_certs=es_ca_certs,
             es_verify_certs=connection.verify_certs,
             es_timeout_seconds=connection.timeout_seconds,
+            detect_timeout_seconds=detect_timeout_seconds,
             use_case_paths=use_case_paths,
             global_config_path=env.text("CONNECTOR_GLOBAL_CONFIG"),
             api_tokens=api_tokens,
@@ -181,6 +217,7 @@ class Settings:
                 "CONNECTOR_MAX_RANGE_DAYS", default=DEFAULT_MAX_RANGE_DAYS, minimum=1, maximum=36600
             ),
             log_level=log_level,
+            log_format=parse_log_format(environ.get("CONNECTOR_LOG_FORMAT")),
         )
 
     def es_client(self) -> Elasticsearch:
@@ -254,7 +291,9 @@ class ElasticsearchConnection:
         """A new Elasticsearch 8.x client. It connects lazily, on its first request.
 
         TLS options are passed only for ``https://`` URLs (the client refuses them otherwise);
-        certificate verification stays on unless ``CONNECTOR_ES_VERIFY_CERTS=false``.
+        certificate verification stays on unless ``CONNECTOR_ES_VERIFY_CERTS=false``. Retries are set
+        explicitly (see :data:`ES_RETRY_ON_STATUS`): a timed-out request is never sent again, so one
+        request waits at most about ``timeout_seconds``.
         """
         from elasticsearch import Elasticsearch
 
@@ -271,6 +310,9 @@ class ElasticsearchConnection:
             api_key=self.api_key.reveal() if self.api_key is not None else None,
             basic_auth=basic_auth,
             request_timeout=self.timeout_seconds,
+            max_retries=ES_MAX_RETRIES,
+            retry_on_timeout=False,
+            retry_on_status=ES_RETRY_ON_STATUS,
             **tls,  # type: ignore[arg-type]
         )
 
@@ -336,6 +378,24 @@ class _Environment:
 
 def _error(variable: str, reason: str) -> ConfigError:
     return ConfigError(reason, option=variable)
+
+
+def parse_detect_timeout(value: str | None) -> float:
+    """``CONNECTOR_DETECT_TIMEOUT_SECONDS``: the deadline of one detection, all its requests together.
+
+    Also read by the gunicorn config file, which gives workers :func:`worker_timeout_seconds`.
+
+    :raises ConfigError: naming the variable and the allowed range.
+    """
+    name = "CONNECTOR_DETECT_TIMEOUT_SECONDS"
+    return _Environment({name: value or ""}).number(
+        name, default=DEFAULT_DETECT_TIMEOUT_SECONDS, minimum=1, maximum=MAX_DETECT_TIMEOUT_SECONDS
+    )
+
+
+def worker_timeout_seconds(detect_timeout_seconds: float) -> int:
+    """gunicorn's worker ``timeout``: after the detection deadline, so a slow detection gets its 504."""
+    return math.ceil(detect_timeout_seconds) + WORKER_TIMEOUT_MARGIN_SECONDS
 
 
 def _check_es_url(url: str) -> None:

@@ -11,7 +11,7 @@ Accepted forms::
 
 Units are ``y`` years, ``M`` months, ``w`` weeks, ``d`` days, ``h``/``H`` hours, ``m`` minutes and
 ``s`` seconds; a missing number means 1 (``now-d``), as in Elasticsearch. Rounding (``/unit``) is done
-in UTC; weeks start on Monday.
+in UTC; weeks start on Monday. Every bound must resolve to a four-digit year (1000 to 9999).
 
 Rounding direction. The detection queries ``from <= @timestamp < to``. A ``from`` bound rounds
 *down* (``now/d`` is today 00:00). A ``to`` bound rounds *up* to the end of the unit, like
@@ -32,6 +32,10 @@ from datetime import UTC, datetime, timedelta
 
 from connector.errors import InvalidRangeError
 
+#: Four-digit years only: what ISO-8601/RFC 3339 date-times and Elasticsearch's default date format
+#: (``strict_date_optional_time``) can carry without an extension, and far beyond any process event.
+MIN_YEAR = 1000
+MAX_YEAR = 9999
 _MILLISECOND = timedelta(milliseconds=1)
 _MATH_OPERATION = re.compile(r"([+-])(\d{0,9})([yMwdhHms])|/([yMwdhHms])")
 _ISO_START = re.compile(r"\d{4}")
@@ -53,9 +57,13 @@ class TimeRange:
 
 
 def isoformat_z(moment: datetime) -> str:
-    """``2024-05-01T00:00:00.000Z``: UTC, millisecond precision, as Elasticsearch prints dates."""
+    """``2024-05-01T00:00:00.000Z``: UTC, millisecond precision, as Elasticsearch prints dates.
+
+    The year always has four digits (``strftime("%Y")`` prints year 999 as ``999``, which neither
+    RFC 3339 nor Elasticsearch's ``strict_date_optional_time`` accepts).
+    """
     utc = moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def resolve_time(text: str, *, now: datetime, round_up: bool, path: str = "$") -> datetime:
@@ -77,10 +85,14 @@ def resolve_time(text: str, *, now: datetime, round_up: bool, path: str = "$") -
         else:
             anchor = _parse_iso(stripped, path=path, original=text)
             math_text = ""
-        resolved = _apply_math(anchor, math_text, round_up=round_up, path=path, original=text)
-        return _truncate_to_millis(resolved)
+        resolved = _truncate_to_millis(
+            _apply_math(anchor, math_text, round_up=round_up, path=path, original=text)
+        )
     except OverflowError:
-        raise _invalid(path, f"{text!r} is outside the supported dates (years 1 to 9999)") from None
+        resolved = None
+    if resolved is None or not MIN_YEAR <= resolved.year <= MAX_YEAR:
+        raise _invalid(path, f"{text!r} is outside the supported dates (years {MIN_YEAR} to {MAX_YEAR})")
+    return resolved
 
 
 def resolve_range(

@@ -1,13 +1,17 @@
-"""HTTP endpoints: the authenticated API (``/api/v1``) and the public probes and OpenAPI document."""
+"""HTTP endpoints: the API (``/api/v1``), readiness and the OpenAPI document need credentials; only the
+liveness probe ``/healthz`` does not (it says nothing but "the process serves requests")."""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector.annotate import AnnotateMode
 from connector.engine import detect_in_elasticsearch
@@ -15,11 +19,15 @@ from connector.service.access import choose_index
 from connector.service.errors import MalformedJsonError, UnsupportedMediaTypeError
 from connector.service.readiness import ElasticsearchCheck, check_elasticsearch
 from connector.service.state import ServiceState
+from connector.sources.elasticsearch import TimeBudget
 from connector.timerange import isoformat_z, resolve_baseline, resolve_range
 
 log = logging.getLogger(__name__)
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
+#: Authenticated endpoints outside /api/v1: readiness and the API description.
+service = Blueprint("service", __name__)
+#: The liveness probe, the one endpoint without authentication (container and load-balancer checks).
 public = Blueprint("public", __name__)
 
 
@@ -30,15 +38,23 @@ def service_state() -> ServiceState:
 
 
 @api.before_request
+@service.before_request
 def authenticate() -> None:
     service_state().authenticator.check(request.headers.get("Authorization"))
 
 
 @api.post("/detect")
 def detect() -> Response:
-    """Validate the request, resolve use case, index and range, run the engine, return its report."""
+    """Validate the request, resolve use case, index and range, run the engine, return its report.
+
+    The answer is 207 (not 200) when some outliers could not be written: the detection is complete,
+    its write-back is not (``annotation.outcome`` is ``partial`` or ``failed``, ``annotation.errors`` says
+    why).
+    """
     state = service_state()
     settings = state.settings
+    # The deadline counts from the request's arrival: it bounds what the caller waits for.
+    budget = TimeBudget(settings.es_timeout_seconds, settings.detect_timeout_seconds)
     body = read_json_body()
     state.schemas.validate("detect-request", body)
 
@@ -72,10 +88,14 @@ def detect() -> Response:
         dry_run=bool(body.get("dry_run", False)),
         results_index=settings.results_index,
         max_outliers=int(body.get("max_outliers", 1000)),
+        budget=budget,
     )
     response_body = result.to_response()
     response_body["request_id"] = g.request_id
-    return jsonify(response_body)
+    response = jsonify(response_body)
+    if result.annotation.failed:
+        response.status_code = HTTPStatus.MULTI_STATUS
+    return response
 
 
 @api.get("/use-cases")
@@ -104,7 +124,7 @@ def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
-@public.get("/readyz")
+@service.get("/readyz")
 def readyz() -> tuple[Response, int]:
     """Ready when Elasticsearch answers our credentials and use cases are loaded; reveals nothing else."""
     state = service_state()
@@ -118,17 +138,36 @@ def readyz() -> tuple[Response, int]:
     return jsonify(body), 200 if ready else 503
 
 
-@public.get("/openapi.json")
+@service.get("/openapi.json")
 def openapi() -> Response:
     return jsonify(service_state().openapi)
 
 
 class _JsonProblem(ValueError):
-    """Valid JSON syntax that we still refuse (NaN/Infinity, duplicate keys)."""
+    """Valid JSON syntax that we still refuse (NaN/Infinity, out-of-range numbers, duplicate keys)."""
+
+
+#: Longer integers than this are refused before Python converts them (it refuses above 4300 digits
+#: with a ValueError that is not a JSON error, and converting is quadratic in the digits).
+MAX_INTEGER_DIGITS = 100
 
 
 def _refuse_constant(name: str) -> Any:
     raise _JsonProblem(f"{name} is not a JSON number")
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INTEGER_DIGITS:
+        raise _JsonProblem(f"an integer has {digits} digits; at most {MAX_INTEGER_DIGITS} are read")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _JsonProblem(f"the number {text[:40]!r} is too large for a double")
+    return number
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -153,12 +192,19 @@ def read_json_body() -> Any:
             f"send the body as JSON with 'Content-Type: application/json' (got {declared!r})"
         )
     raw = request.get_data(cache=False)
+    _refuse_cut_stream(raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise _malformed(f"request body is not UTF-8 text (invalid byte at offset {error.start})") from None
     try:
-        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicates)
+        return json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+            object_pairs_hook=_refuse_duplicates,
+        )
     except json.JSONDecodeError as error:
         raise _malformed(
             f"request body is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
@@ -167,6 +213,19 @@ def read_json_body() -> Any:
         raise _malformed(f"request body is not accepted: {error}") from None
     except RecursionError:
         raise _malformed("request body is nested too deeply") from None
+
+
+def _refuse_cut_stream(raw: bytes) -> None:
+    """413 for a body without Content-Length (chunked) that is longer than MAX_CONTENT_LENGTH.
+
+    Werkzeug stops reading such a stream at the limit and returns what it has, as if the body ended
+    there; one more byte from the server's input tells a body of exactly the limit from a longer one.
+    """
+    limit = request.max_content_length
+    if limit is None or request.content_length is not None or len(raw) < limit:
+        return
+    if request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
 
 
 def _malformed(message: str) -> MalformedJsonError:

@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask, Response, g, request
 
-from connector.service.api import api, public
+from connector.service.api import api, public, service
 from connector.service.auth import Authenticator
 from connector.service.catalog import load_catalog
 from connector.service.errors import register_error_handlers
@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """
     if settings is None:
         settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.allow_anonymous and not settings.has_service_credentials:
         log.warning(
             "!!! AUTHENTICATION IS OFF (CONNECTOR_ALLOW_ANONYMOUS=true): anyone who can reach this "
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         return response
 
     app.register_blueprint(public)
+    app.register_blueprint(service)
     app.register_blueprint(api)
     register_error_handlers(app, challenge=authenticator.challenge, max_body_bytes=settings.max_body_bytes)
     log.info(

@@ -54,10 +54,19 @@ def _errors(statuses: Mapping[str, str]) -> dict[str, Any]:
     responses = {}
     for status, description in statuses.items():
         headers: dict[str, Any] = {}
+        # The service always sends these two, so clients (and conformance checks) may rely on them.
         if status == "401":
-            headers["WWW-Authenticate"] = {"schema": {"type": "string"}, "description": "Accepted schemes."}
+            headers["WWW-Authenticate"] = {
+                "schema": {"type": "string"},
+                "required": True,
+                "description": "Accepted schemes.",
+            }
         if status == "503":
-            headers["Retry-After"] = {"schema": {"type": "integer"}, "description": "Seconds to wait."}
+            headers["Retry-After"] = {
+                "schema": {"type": "integer", "minimum": 1},
+                "required": True,
+                "description": "Seconds to wait.",
+            }
         responses[status] = _json("error", description, headers)
     return responses
 
@@ -84,6 +93,12 @@ def build_openapi(schema_documents: Mapping[str, Mapping[str, Any]]) -> dict[str
                 },
                 "responses": {
                     "200": _json("detect-response", "Detection result.", request_id_header),
+                    "207": _json(
+                        "detect-response",
+                        "Detection result, but some outliers could not be written: annotation.outcome is "
+                        "partial or failed and annotation.errors says why.",
+                        request_id_header,
+                    ),
                     **_errors(_DETECT_ERRORS),
                 },
             }
@@ -102,7 +117,7 @@ def build_openapi(schema_documents: Mapping[str, Mapping[str, Any]]) -> dict[str
         "/healthz": {
             "get": {
                 "operationId": "health",
-                "summary": "Liveness: the process serves requests. No authentication.",
+                "summary": "Liveness: the process serves requests. The only endpoint without authentication.",
                 "security": public,
                 "responses": {
                     "200": _json("health-response", "Alive."),
@@ -113,26 +128,27 @@ def build_openapi(schema_documents: Mapping[str, Mapping[str, Any]]) -> dict[str
         "/readyz": {
             "get": {
                 "operationId": "readiness",
-                "summary": "Readiness: Elasticsearch answers and use cases are loaded. No authentication.",
-                "security": public,
+                "summary": "Readiness: Elasticsearch answers the connector's credentials and use cases "
+                "are loaded.",
+                "security": authenticated,
                 "responses": {
                     "200": _json("readiness-response", "Ready."),
                     "503": _json("readiness-response", "Not ready; checks says why."),
-                    **_errors({"500": _COMMON_ERRORS["500"]}),
+                    **_errors(_COMMON_ERRORS),
                 },
             }
         },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",
-                "summary": "This document. No authentication.",
-                "security": public,
+                "summary": "This document.",
+                "security": authenticated,
                 "responses": {
                     "200": {
                         "description": "OpenAPI 3.1 document.",
                         "content": {"application/json": {"schema": {"type": "object"}}},
                     },
-                    **_errors({"500": _COMMON_ERRORS["500"]}),
+                    **_errors(_COMMON_ERRORS),
                 },
             }
         },

@@ -1,15 +1,24 @@
-"""Readiness probe: can this instance reach Elasticsearch with its own credentials right now?"""
+"""Readiness probe: can this instance reach Elasticsearch with its own credentials right now?
+
+The probe asks ``GET /_security/_authenticate``: it checks exactly the credentials, and every
+authenticated user or API key may call it, so the connector's role needs no cluster privilege for it
+(``cluster.health`` would need ``monitor``, which also reveals the cluster state of every index, and a
+probe refused every few seconds would fill the security audit log with denials). A cluster without
+security has no such endpoint; there, any answer to ``cluster.health`` proves it is reachable.
+"""
 
 from __future__ import annotations
 
 import logging
 from enum import StrEnum
 
-from elasticsearch import ApiError, Elasticsearch, TransportError
+from elasticsearch import ApiError, Elasticsearch, SSLError, TransportError
 
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_SECONDS = 3.0
+#: What a cluster with security disabled answers to /_security/_authenticate (no handler for it).
+_NO_SECURITY_STATUSES = (400, 404, 405)
 
 
 class ElasticsearchCheck(StrEnum):
@@ -18,17 +27,24 @@ class ElasticsearchCheck(StrEnum):
     UNAUTHORIZED = "unauthorized"
 
 
+class _SecurityDisabled(Exception):
+    """The cluster has no security endpoints: there are no credentials to check."""
+
+
 def check_elasticsearch(
     client: Elasticsearch, timeout_seconds: float = PROBE_TIMEOUT_SECONDS
 ) -> ElasticsearchCheck:
-    """One ``cluster.health`` call with a short timeout and no retries.
+    """One request (two on a cluster without security) with a short timeout and no retries.
 
-    Any answer means reachable (even a red cluster: detection may still work on healthy indices);
-    401/403 mean the connector's credentials (or their ``monitor`` privilege) are refused.
+    401/403 mean the connector's credentials are refused; any other answer of a secured cluster
+    means reachable (even a red cluster: detection may still work on healthy indices).
     """
     probe = client.options(request_timeout=timeout_seconds, max_retries=0)
     try:
-        probe.cluster.health()
+        try:
+            _authenticate(probe)
+        except _SecurityDisabled:
+            probe.cluster.health()
     except ApiError as error:
         status = error.meta.status if error.meta is not None else 0
         if status in (401, 403):
@@ -36,7 +52,24 @@ def check_elasticsearch(
             return ElasticsearchCheck.UNAUTHORIZED
         log.warning("readiness: Elasticsearch answered %s", status)
         return ElasticsearchCheck.UNREACHABLE
+    except SSLError:
+        log.warning(
+            "readiness: TLS verification of Elasticsearch's certificate failed; set CONNECTOR_ES_CA_CERTS "
+            "to the PEM file of the CA that signed it"
+        )
+        return ElasticsearchCheck.UNREACHABLE
     except TransportError as error:
         log.warning("readiness: Elasticsearch unreachable (%s)", type(error).__name__)
         return ElasticsearchCheck.UNREACHABLE
     return ElasticsearchCheck.OK
+
+
+def _authenticate(probe: Elasticsearch) -> None:
+    """Who the credentials are; the answer (user, roles, API key id) is not kept or logged."""
+    try:
+        probe.security.authenticate()
+    except ApiError as error:
+        status = error.meta.status if error.meta is not None else 0
+        if status in _NO_SECURITY_STATUSES:
+            raise _SecurityDisabled from None
+        raise

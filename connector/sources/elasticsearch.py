@@ -11,25 +11,29 @@ exception families: ``ApiError`` for error responses, ``TransportError`` for no 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
 from elasticsearch import ConnectionError as EsConnectionError
 from elasticsearch import ConnectionTimeout as EsConnectionTimeout
+from elasticsearch import SSLError as EsSSLError
 
 from connector.config import UseCase
 from connector.errors import (
     ElasticsearchAuthError,
     ElasticsearchTimeoutError,
+    ElasticsearchTlsError,
     ElasticsearchUnavailableError,
     FieldError,
     QueryRejectedError,
 )
 from connector.explain import Explanation
 from connector.model.terms import Entry, Pair, PairCounts, entries_of_event
+from connector.timerange import isoformat_z
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,75 @@ TOP_TERMS = 5
 PIT_KEEP_ALIVE = "2m"
 KEYWORD_SUBFIELDS = ("raw", "keyword")  # preferred sub-fields of a text field, in order
 _HIT_KEYS = ("_index", "_id", "_source", "sort", "_seq_no", "_primary_term")
+
+
+ES_TIMEOUT_SETTING = "CONNECTOR_ES_TIMEOUT_SECONDS"
+DETECT_TIMEOUT_SETTING = "CONNECTOR_DETECT_TIMEOUT_SECONDS"
+
+
+class TimeBudget:
+    """How long Elasticsearch may take: each request, and all requests of one detection together.
+
+    The client's ``request_timeout`` bounds one request only, and one detection sends several (field caps,
+    count pages, candidate fetches, explanations, reads and writes of results). Against a slow node each
+    may take almost the whole timeout, so without a deadline a detection could outlive the caller's (or
+    gunicorn's) patience. Each request gets the smaller of the per-request timeout and the time left; once
+    the deadline has passed no request is sent. The client does not retry timeouts (``retry_on_timeout``
+    is off), so one request never waits much longer than its timeout.
+
+    :param request_timeout_s: the client's per-request timeout (``None``: as the client is configured)
+    :param total_s: the deadline for everything, counted from construction (``None``: no deadline)
+    :param clock: seconds from a monotonic clock
+    """
+
+    def __init__(
+        self,
+        request_timeout_s: float | None = None,
+        total_s: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if total_s is not None and request_timeout_s is None:
+            raise ValueError("a deadline needs the per-request timeout it shortens")
+        self.request_timeout_s = request_timeout_s
+        self.total_s = total_s
+        self._clock = clock
+        self._deadline = None if total_s is None else clock() + total_s
+        self._last_shortened = False  # the last request got less than request_timeout_s
+
+    def remaining_s(self) -> float | None:
+        """Seconds left until the deadline (negative once passed); ``None`` without a deadline."""
+        return None if self._deadline is None else self._deadline - self._clock()
+
+    def bind(self, client: Elasticsearch, doing: str) -> Elasticsearch:
+        """``client`` with the timeout left for the next request (``client`` itself when that is its own).
+
+        :raises ElasticsearchTimeoutError: the deadline has passed; ``doing`` says what was not done
+        """
+        remaining = self.remaining_s()
+        self._last_shortened = False
+        if remaining is None or self.request_timeout_s is None or remaining >= self.request_timeout_s:
+            return client
+        if remaining <= 0:
+            raise self.timeout_error(doing)
+        self._last_shortened = True
+        return client.options(request_timeout=remaining)
+
+    def timeout_error(self, doing: str) -> ElasticsearchTimeoutError:
+        """The error for a request that timed out while ``doing`` something: it names the setting to raise
+        (the deadline's when it had shortened that request's timeout or has passed)."""
+        remaining = self.remaining_s()
+        if remaining is not None and (remaining <= 0 or self._last_shortened):
+            return ElasticsearchTimeoutError(
+                f"the detection did not finish within {DETECT_TIMEOUT_SETTING}={self.total_s:g} s "
+                f"(stopped while {doing}); raise {DETECT_TIMEOUT_SETTING} if detections over this range "
+                "need longer, or ask for a shorter range"
+            )
+        limit = "" if self.request_timeout_s is None else f"={self.request_timeout_s:g} s"
+        return ElasticsearchTimeoutError(
+            f"Elasticsearch did not answer within {ES_TIMEOUT_SETTING}{limit} while {doing}; "
+            f"raise {ES_TIMEOUT_SETTING} if Elasticsearch is just slow, or retry later"
+        )
 
 
 @dataclass(frozen=True)
@@ -67,6 +140,8 @@ class ElasticsearchSource:
 
     :param start: first instant counted (inclusive)
     :param end: end of the window (exclusive)
+    :param budget: how long each request, and all of them together, may take (default: each request
+        as the client is configured, no deadline)
     """
 
     def __init__(
@@ -79,8 +154,10 @@ class ElasticsearchSource:
         host_field: str = "host.name",
         composite_page_size: int = COMPOSITE_PAGE_SIZE,
         fetch_page_size: int = FETCH_PAGE_SIZE,
+        budget: TimeBudget | None = None,
     ) -> None:
         self.client = client
+        self.budget = budget or TimeBudget()
         self.index = index
         self.start = start
         self.end = end
@@ -113,7 +190,7 @@ class ElasticsearchSource:
             if after is not None:
                 composite["after"] = after
             response = self._call(
-                self.client.search,
+                "search",
                 index=self.index,
                 size=0,
                 track_total_hits=first,
@@ -162,11 +239,12 @@ class ElasticsearchSource:
         """Map each configured path to an aggregatable field (a text field uses its keyword sub-field)."""
         if self._fields is not None:
             return self._fields
-        response = self._call(self.client.field_caps, index=self.index, fields="*", allow_no_indices=True)
+        response = self._call("field_caps", index=self.index, fields="*", allow_no_indices=True)
         indices = response.get("indices", [])
         if not indices:
             raise FieldError(
-                f"the index pattern {self.index!r} matches no index; check the index name or wait for data",
+                f"the index pattern {self.index!r} matches no index that the connector's Elasticsearch "
+                "credentials may read; check the index name and the role's index patterns, or wait for data",
                 details=[{"index": self.index}],
             )
         caps: Mapping[str, Mapping[str, Any]] = response.get("fields", {})
@@ -253,7 +331,7 @@ class ElasticsearchSource:
         """Every hit of ``query``. Candidates are usually few: one plain search returns them all,
         and only a full page needs the point-in-time scan (which starts over, consistently)."""
         response = self._call(
-            self.client.search,
+            "search",
             index=self.index,
             size=self.fetch_page_size,
             query=query,
@@ -275,12 +353,12 @@ class ElasticsearchSource:
 
     def _scan(self, query: Mapping[str, Any], use_case: UseCase) -> Iterator[dict[str, Any]]:
         """Every hit of ``query`` in a point in time, oldest first, with sequence numbers."""
-        pit = self._call(self.client.open_point_in_time, index=self.index, keep_alive=PIT_KEEP_ALIVE)["id"]
+        pit = self._call("open_point_in_time", index=self.index, keep_alive=PIT_KEEP_ALIVE)["id"]
         try:
             after: list[Any] | None = None
             while True:
                 response = self._call(
-                    self.client.search,
+                    "search",
                     pit={"id": pit, "keep_alive": PIT_KEEP_ALIVE},
                     size=self.fetch_page_size,
                     query=query,
@@ -302,8 +380,10 @@ class ElasticsearchSource:
         finally:
             try:
                 self.requests += 1
-                self.client.options(ignore_status=404).close_point_in_time(id=pit)
-            except (ApiError, TransportError) as error:  # the PIT expires by itself
+                client = self.budget.bind(self.client, "closing a point in time")
+                client.options(ignore_status=404).close_point_in_time(id=pit)
+            except (ApiError, TransportError, ElasticsearchTimeoutError) as error:
+                # The point in time expires by itself (PIT_KEEP_ALIVE).
                 log.warning("could not close point in time: %s", type(error).__name__)
 
     # -- explanations -------------------------------------------------------------------------
@@ -349,7 +429,7 @@ class ElasticsearchSource:
                         }
                     }
                 response = self._call(
-                    self.client.search,
+                    "search",
                     index=self.index,
                     size=0,
                     track_total_hits=False,
@@ -378,9 +458,16 @@ class ElasticsearchSource:
 
     # -- error translation --------------------------------------------------------------------
 
-    def _call(self, method: Callable[..., T], **kwargs: Any) -> T:
+    def _call(self, api: str, **kwargs: Any) -> Any:
+        """One request through the client method named ``api`` (``search``, ``field_caps``...), with the
+        timeout the budget leaves for it; a timeout names the limit that was reached."""
         self.requests += 1
-        return call_elasticsearch(method, **kwargs)
+        doing = f"running a {api.replace('_', ' ')} request"
+        client = self.budget.bind(self.client, doing)
+        try:
+            return call_elasticsearch(getattr(client, api), **kwargs)
+        except ElasticsearchTimeoutError:
+            raise self.budget.timeout_error(doing) from None
 
 
 def call_elasticsearch(method: Callable[..., T], **kwargs: Any) -> T:
@@ -392,11 +479,8 @@ def call_elasticsearch(method: Callable[..., T], **kwargs: Any) -> T:
             "Elasticsearch did not answer in time; retry later or raise CONNECTOR_ES_TIMEOUT_SECONDS"
         ) from None
     except EsConnectionError as error:
-        if "SSL" in type(error).__name__ or "certificate" in str(error).lower():
-            raise ElasticsearchUnavailableError(
-                "TLS verification of Elasticsearch failed; "
-                "set CONNECTOR_ES_CA_CERTS to the CA that signed its certificate"
-            ) from None
+        if isinstance(error, EsSSLError) or "certificate" in str(error).lower():
+            raise ElasticsearchTlsError(tls_failure_message(error)) from None
         raise ElasticsearchUnavailableError("Elasticsearch is unreachable; retry later") from None
     except TransportError as error:
         raise ElasticsearchUnavailableError(
@@ -404,6 +488,23 @@ def call_elasticsearch(method: Callable[..., T], **kwargs: Any) -> T:
         ) from None
     except ApiError as error:
         raise translate_api_error(error) from None
+
+
+def tls_failure_message(error: Exception) -> str:
+    """What the TLS handshake refused, in the verifier's words, and the fix.
+
+    ``str()`` of the client's TLS error is only "TLS error"; its ``message`` has the reason
+    ("certificate verify failed: unable to get local issuer certificate"). Neither holds the URL or a
+    credential.
+    """
+    text = str(getattr(error, "message", "") or error)
+    marker = "certificate verify failed"
+    detail = text[text.find(marker) :].split(" (_ssl", 1)[0] if marker in text else ""
+    return (
+        "TLS verification of Elasticsearch's certificate failed"
+        + (f" ({detail})" if detail else "")
+        + "; set CONNECTOR_ES_CA_CERTS to the PEM file of the CA that signed Elasticsearch's certificate"
+    )
 
 
 def translate_api_error(error: ApiError) -> Exception:
@@ -451,10 +552,6 @@ def elasticsearch_reason(error: ApiError) -> str:
     if isinstance(caused_by, Mapping) and caused_by.get("reason"):
         return f"{reason}: {str(caused_by['reason']).splitlines()[0]}"
     return reason
-
-
-def isoformat_z(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _joined(values: tuple[Any, ...]) -> str:

@@ -118,6 +118,16 @@ class RunningService:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def log_lines(self) -> list[dict[str, Any]]:
+        """Every line of the service's output as a JSON object (ECS logs); fails on a line that is not."""
+        lines = []
+        for number, line in enumerate(self.log_text().splitlines(), start=1):
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                pytest.fail(f"line {number} of the service log is not JSON: {line[:300]!r}", pytrace=False)
+        return lines
+
 
 def http_request(
     method: str, url: str, *, data: bytes | None = None, headers: Mapping[str, str] | None = None

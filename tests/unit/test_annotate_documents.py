@@ -387,6 +387,7 @@ def test_write_report_to_dict() -> None:
         "mode": "results_index",
         "index": "i",
         "dry_run": False,
+        "outcome": "partial",
         "written": 1,
         "unchanged": 2,
         "failed": 1,

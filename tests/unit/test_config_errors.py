@@ -177,7 +177,12 @@ BAD_FILES = [
         ALL_TRIGGER_METHODS,
     ),
     (section(BAD_SECTION, with_option(trigger_sensitivity="one")), BAD_SECTION, "trigger_sensitivity", []),
-    (section(BAD_SECTION, with_option(aggregator=None)), BAD_SECTION, "aggregator", []),
+    (
+        section(BAD_SECTION, with_option(aggregator=None)),
+        BAD_SECTION,
+        "aggregator",
+        ["required option is missing; add a line 'aggregator=...' to this section"],
+    ),
     (section(BAD_SECTION, with_option(target=None)), BAD_SECTION, "target", []),
     (section(BAD_SECTION, with_option(trigger_method=None)), BAD_SECTION, "trigger_method", []),
     (
@@ -191,7 +196,7 @@ BAD_FILES = [
         section(BAD_SECTION, VALID_OPTIONS) + section("whitelist_regexps", {"broken": "(unclosed"}),
         "whitelist_regexps",
         "broken",
-        [],
+        ["missing ), unterminated subpattern", "fix it (Python re syntax, split on ',') or remove the entry"],
     ),
     (
         section(BAD_SECTION, VALID_OPTIONS) + section("whitelist_regexps", {"broken_part": r"^ok$, [bad"}),

@@ -381,8 +381,26 @@ def test_json_with_charset_parameter_is_accepted(client: FlaskClient, schema_fil
         ),
         (b'{"use_case": "\xff"}', "request body is not UTF-8 text (invalid byte at offset 14)"),
         (b"[" * 5000 + b"]" * 5000, "request body is nested too deeply"),
+        (
+            b'{"max_outliers": ' + b"9" * 5000 + b"}",
+            "request body is not accepted: an integer has 5000 digits; at most 100 are read",
+        ),
+        (
+            b'{"max_outliers": -1e400}',
+            "request body is not accepted: the number '-1e400' is too large for a double",
+        ),
     ],
-    ids=["line-column", "empty", "missing-colon", "nan", "duplicate-key", "not-utf8", "deep-nesting"],
+    ids=[
+        "line-column",
+        "empty",
+        "missing-colon",
+        "nan",
+        "duplicate-key",
+        "not-utf8",
+        "deep-nesting",
+        "integer-too-long",
+        "float-overflow",
+    ],
 )
 def test_malformed_json_is_400_saying_where(client: FlaskClient, raw: bytes, message: str, schema_files):
     """A body that is not strict JSON is 400 malformed_json with line and column of the problem."""
@@ -632,7 +650,7 @@ def _refs(node: Any) -> Iterator[str]:
 
 def test_openapi_document_is_structurally_valid_3_1(client: FlaskClient, schema_files: dict[str, Any]):
     """openapi 3.1.0, every $ref resolves, every operation documents the Error schema, security schemes."""
-    response = client.get("/openapi.json")
+    response = client.get("/openapi.json", headers=BEARER)
     assert response.status_code == 200
     document = response.get_json()
     assert document["openapi"] == "3.1.0"
@@ -663,11 +681,14 @@ def test_openapi_document_is_structurally_valid_3_1(client: FlaskClient, schema_
                 if described["content"]["application/json"]["schema"] == {"$ref": error_ref}
             }
             assert "500" in error_statuses, (path, method)
+            if path != "/healthz":
+                assert "401" in error_statuses, (path, method)
             for scheme in operation.get("security", []):
                 assert set(scheme) <= set(document["components"]["securitySchemes"])
     detect = document["paths"]["/api/v1/detect"]["post"]
     assert set(detect["responses"]) == {
         "200",
+        "207",
         "400",
         "401",
         "403",
@@ -680,17 +701,20 @@ def test_openapi_document_is_structurally_valid_3_1(client: FlaskClient, schema_
         "503",
         "504",
     }
-    assert "Retry-After" in detect["responses"]["503"]["headers"]
-    assert "WWW-Authenticate" in detect["responses"]["401"]["headers"]
+    assert detect["responses"]["503"]["headers"]["Retry-After"]["required"] is True
+    assert detect["responses"]["401"]["headers"]["WWW-Authenticate"]["required"] is True
     assert detect["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/DetectRequest"
     }
     assert document["paths"]["/healthz"]["get"]["security"] == []
+    for path in ("/api/v1/detect", "/api/v1/use-cases", "/readyz", "/openapi.json"):
+        for operation in document["paths"][path].values():
+            assert operation["security"] == [{"bearerAuth": []}, {"basicAuth": []}], path
 
 
 def test_openapi_component_schemas_are_the_schema_files(client: FlaskClient, schema_files: dict[str, Any]):
     """components.schemas holds each schema file unchanged, and each is a valid Draft 2020-12 schema."""
-    components = client.get("/openapi.json").get_json()["components"]["schemas"]
+    components = client.get("/openapi.json", headers=BEARER).get_json()["components"]["schemas"]
     expected = {
         "DetectRequest": schema_files["detect-request"],
         "DetectResponse": schema_files["detect-response"],
@@ -705,9 +729,18 @@ def test_openapi_component_schemas_are_the_schema_files(client: FlaskClient, sch
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
 
-def test_openapi_needs_no_auth(client: FlaskClient):
-    """Clients can discover the API without credentials."""
-    assert client.get("/openapi.json").status_code == 200
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/readyz"), ("GET", "/openapi.json"), ("GET", "/api/v1/use-cases"), ("POST", "/api/v1/detect")],
+)
+def test_every_endpoint_but_liveness_needs_credentials(
+    client: FlaskClient, method: str, path: str, schema_files: dict[str, Any]
+):
+    """Readiness (which says whether Elasticsearch accepts the connector) and the API description are
+    not for anonymous callers; only /healthz is."""
+    response = client.open(path, method=method)
+    assert_error(response, 401, "unauthorized", schema_files)
+    assert client.open(path, method=method, headers=BEARER).status_code != 401
 
 
 # -- logs ------------------------------------------------------------------------------------------
@@ -729,7 +762,7 @@ def test_credentials_appear_in_no_log_record(
         _post_detect(client, {"range": {"from": TOKEN, "to": "now"}})
         _post_detect(client, {**VALID_BODY, "index": "secret-*"})
         _post_detect(client, {**VALID_BODY, "use_case": "nope"})
-        client.get("/readyz")
+        client.get("/readyz", headers=BEARER)
     assert len(caplog.records) >= 8
     encoded_basic = base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
     for record in caplog.records:

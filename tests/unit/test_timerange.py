@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connector.errors import InvalidRangeError
 from connector.timerange import TimeRange, isoformat_z, resolve_baseline, resolve_range, resolve_time
@@ -150,6 +153,8 @@ def test_rounding_happens_in_utc_for_an_anchor_with_offset():
         ("9999-12-31||+1y", "outside the supported dates"),
         ("now-999999999w", "outside the supported dates"),
         ("0001-01-01T00:00:00+01:00", "outside the supported dates"),
+        ("0999-12-31", "outside the supported dates (years 1000 to 9999)"),
+        ("1000-01-01||-1d", "outside the supported dates (years 1000 to 9999)"),
     ],
     ids=[
         "word",
@@ -165,6 +170,8 @@ def test_rounding_happens_in_utc_for_an_anchor_with_offset():
         "year-overflow",
         "week-overflow",
         "offset-underflow",
+        "three-digit-year",
+        "math-below-year-1000",
     ],
 )
 def test_bad_bounds_raise_invalid_range_with_the_path(text, fragment):
@@ -242,9 +249,52 @@ def test_baseline_counts_towards_max_days():
         (utc(2024, 5, 1, 10, 0, 0, 123999), "2024-05-01T10:00:00.123Z"),
         (datetime(2024, 5, 1, 2, tzinfo=timezone(timedelta(hours=2))), "2024-05-01T00:00:00.000Z"),
         (datetime(2024, 5, 1, 2), "2024-05-01T02:00:00.000Z"),
+        (utc(999, 1, 2), "0999-01-02T00:00:00.000Z"),
     ],
-    ids=["midnight", "millis-truncated", "offset-converted", "naive-is-utc"],
+    ids=["midnight", "millis-truncated", "offset-converted", "naive-is-utc", "four-digit-year"],
 )
 def test_isoformat_z(moment, expected):
     """UTC, milliseconds, trailing Z: the format Elasticsearch prints."""
     assert isoformat_z(moment) == expected
+
+
+def test_the_supported_years_are_exactly_1000_to_9999():
+    """The first and last millisecond of the four-digit years resolve; one step beyond does not."""
+    assert resolve_time("1000-01-01", now=NOW, round_up=False) == utc(1000, 1, 1)
+    last = resolve_time("9999-12-31T23:59:59.999Z", now=NOW, round_up=False)
+    assert isoformat_z(last) == "9999-12-31T23:59:59.999Z"
+    for text in ("1000-01-01||-1s", "9999-12-31T23:59:59.999Z||+1s"):
+        with pytest.raises(InvalidRangeError, match=r"outside the supported dates \(years 1000 to 9999\)"):
+            resolve_time(text, now=NOW, round_up=False)
+
+
+_UNIT = st.sampled_from("yMwdhHms")
+_STEP = st.one_of(
+    st.tuples(st.sampled_from("+-"), st.integers(0, 999_999_999).map(str) | st.just(""), _UNIT).map("".join),
+    _UNIT.map(lambda unit: "/" + unit),
+    st.text(max_size=3),
+)
+_ANCHOR = st.one_of(
+    st.just("now"),
+    st.datetimes(min_value=datetime(1, 1, 1)).map(lambda moment: moment.isoformat() + "||"),
+    st.text(max_size=12),
+)
+BOUNDS = st.one_of(
+    st.builds(lambda anchor, steps: anchor + "".join(steps), _ANCHOR, st.lists(_STEP, max_size=4)), st.text()
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(from_text=BOUNDS, to_text=BOUNDS, max_days=st.integers(1, 36600))
+def test_any_text_resolves_or_raises_invalid_range(from_text: str, to_text: str, max_days: int):
+    """Whatever the two bounds are, the result is a valid range or an InvalidRangeError: never another
+    exception (which the service would turn into a 500), and a valid range prints as RFC 3339."""
+    try:
+        time_range = resolve_range(from_text, to_text, now=NOW, max_days=max_days)
+    except InvalidRangeError as error:
+        assert error.details and all(detail["path"].startswith("$.range") for detail in error.details)
+        return
+    assert time_range.start < time_range.end
+    assert time_range.duration <= timedelta(days=max_days)
+    for moment in (time_range.start, time_range.end):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", isoformat_z(moment))

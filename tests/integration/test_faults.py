@@ -1,0 +1,650 @@
+"""Faults injected into REAL processes: an Elasticsearch node stopped, crashed or frozen (SIGSTOP) under a
+real gunicorn service, results indices that refuse some writes, and many concurrent overlapping calls.
+
+The module runs its own node (never the session node other tests share), stops or pauses it, and always
+resumes and restarts it in a ``finally``. Every wait has a deadline. What is pinned: the HTTP status,
+error code, header and message a caller sees; that the service keeps answering; and that after the fault
+the results index holds exactly one document per outlier, with the ids a single run produces.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import urllib.request
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest_service import (
+    SERVICE_INDEX_PREFIX,
+    HttpResult,
+    RunningService,
+    ServiceCredentials,
+    run_service,
+)
+from elasticsearch import Elasticsearch, ElasticsearchWarning
+from elasticsearch.exceptions import GeneralAvailabilityWarning
+from es_data import SAMPLE, create_sample_index
+from test_service_http import assert_error, assert_valid
+
+from connector.annotate import results_document_id, results_index_template
+from connector.config import load_use_case
+from connector.engine import detect_file_result
+from connector.model.outlier import Outlier
+from scripts import es_node
+
+ROOT = Path(__file__).resolve().parents[2]
+USE_CASES = ROOT / "examples/rare_child.ini"
+SAMPLE_RANGE = {"from": "2024-03-04T00:00:00Z", "to": "2024-03-07T00:00:00Z"}
+# Generous bounds on waits: a deadline for every poll, slack on top of a configured timeout.
+POLL_DEADLINE_S = 30.0
+TIMEOUT_SLACK_S = 15.0
+HEALTHZ_TIMEOUT_S = 5.0
+SHORT_MAX = 32767  # the largest value an Elasticsearch "short" field takes
+
+
+# ------------------------------------------------------------------------------------------ the node
+
+
+@dataclass
+class FaultNode:
+    """This module's own Elasticsearch node, which tests stop, crash, pause and restart in place."""
+
+    node: es_node.RunningNode
+
+    @property
+    def url(self) -> str:
+        return self.node.url
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM), keeping the data for :meth:`restart`."""
+        self.node.stop(keep_data=True)
+
+    def crash(self) -> None:
+        """SIGKILL every JVM of the node (a crash: no graceful shutdown), keeping the data."""
+        for pid in self.node.live_pids():
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.node.stop(keep_data=True)  # waits until they are gone
+
+    def restart(self) -> float:
+        """Start the node again on the same port and data; the seconds it took until healthy."""
+        began = time.monotonic()
+        self.node = self.node.restart()
+        return time.monotonic() - began
+
+    def ensure_running(self) -> None:
+        if not self.node.live_pids():
+            self.restart()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """SIGSTOP the node (it keeps its sockets but answers nothing), SIGCONT it on the way out."""
+        self.node.pause()
+        try:
+            yield
+        finally:
+            self.node.resume()
+
+
+@pytest.fixture(scope="module")
+def fault_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultNode]:
+    try:
+        node = es_node.start_node(tmp_path_factory.mktemp("fault-es-node"))
+    except es_node.NodeError as exc:
+        problem = str(exc)
+    else:
+        problem = ""
+    if problem:
+        pytest.fail(f"could not start the fault tests' Elasticsearch node:\n{problem}", pytrace=False)
+    handle = FaultNode(node)
+    try:
+        yield handle
+    finally:
+        with suppress(es_node.NodeError):
+            handle.node.resume()  # in case a test died between pause and resume
+        handle.node.stop()
+
+
+@pytest.fixture(scope="module")
+def es(fault_node: FaultNode) -> Iterator[Elasticsearch]:
+    client = Elasticsearch(fault_node.url, request_timeout=30)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def running_node(fault_node: FaultNode) -> Iterator[FaultNode]:
+    """The node, up before the test and brought back after it whatever the test did to it."""
+    fault_node.ensure_running()
+    try:
+        yield fault_node
+    finally:
+        fault_node.ensure_running()
+
+
+@pytest.fixture(scope="module")
+def events_index(es: Elasticsearch) -> str:
+    """The bundled sample (5,280 events, 5 planted outliers) in an index the services may read."""
+    name = f"{SERVICE_INDEX_PREFIX}faults-events"
+    create_sample_index(es, name, shards=1)
+    return name
+
+
+@pytest.fixture(scope="module")
+def planted(events_index: str) -> dict[str, Outlier]:
+    """The outliers a single run over the whole sample finds, by their results document id.
+
+    Computed offline (NDJSON path, same model), with each event's ``_index`` set to where this module
+    loaded it: the ids the results index must hold after any fault, no more, no fewer.
+    """
+    use_case = load_use_case(USE_CASES)
+    outliers = detect_file_result(config_path=USE_CASES, events_path=SAMPLE).outliers
+    assert len(outliers) == 5
+    moved = [replace(outlier, hit={**outlier.hit, "_index": events_index}) for outlier in outliers]
+    return {results_document_id(use_case, outlier): outlier for outlier in moved}
+
+
+@pytest.fixture
+def results_index(es: Elasticsearch) -> Iterator[str]:
+    name = f"{SERVICE_INDEX_PREFIX}faults-results-{uuid.uuid4().hex}"
+    yield name
+    with suppress(Exception):  # the node may be down if the test failed; the index dies with it
+        es.options(ignore_status=404).indices.delete(index=name)
+
+
+# ------------------------------------------------------------------------------------------ the service
+
+
+@contextmanager
+def fault_service(
+    workdir: Path,
+    node: FaultNode,
+    results_index: str,
+    credentials: ServiceCredentials,
+    *,
+    workers: int = 2,
+    **settings: str,
+) -> Iterator[RunningService]:
+    """Real gunicorn against the module's node, writing to ``results_index``; ``settings`` adds variables."""
+    environment = {
+        "CONNECTOR_ES_URL": node.url,
+        "CONNECTOR_USE_CASES": str(USE_CASES),
+        "CONNECTOR_ALLOWED_INDICES": f"{SERVICE_INDEX_PREFIX}*",
+        "CONNECTOR_RESULTS_INDEX": results_index,
+        **credentials.environment(),
+        **settings,
+    }
+    with run_service(workdir, environment, workers=workers) as (url, log_path, env):
+        yield RunningService(
+            url=url,
+            log_path=log_path,
+            token=credentials.token,
+            basic_user=credentials.basic_user,
+            basic_password=credentials.basic_password,
+            environment=env,
+        )
+
+
+def detect(service: RunningService, body: dict[str, Any]) -> HttpResult:
+    return service.call("POST", "/api/v1/detect", json_body=body, headers=service.bearer)
+
+
+def timed(call: Callable[[], HttpResult]) -> tuple[HttpResult, float]:
+    began = time.monotonic()
+    result = call()
+    return result, time.monotonic() - began
+
+
+def healthz(service: RunningService) -> int:
+    """/healthz's status, with a short client timeout: a service stuck behind Elasticsearch fails this."""
+    with urllib.request.urlopen(service.url + "/healthz", timeout=HEALTHZ_TIMEOUT_S) as response:
+        return response.status
+
+
+def stored_results(es: Elasticsearch, index: str) -> list[dict[str, Any]]:
+    """Every document of the results index (refreshed first), as ``{"_id", "_source"}``."""
+    es.indices.refresh(index=index)
+    hits = es.search(index=index, size=1000, query={"match_all": {}})["hits"]["hits"]
+    return [{"_id": hit["_id"], "_source": hit["_source"]} for hit in hits]
+
+
+def assert_exactly_one_document_per_outlier(
+    es: Elasticsearch, index: str, planted: dict[str, Outlier]
+) -> None:
+    """The results index holds the planted outliers' ids, each once, and no other document."""
+    documents = stored_results(es, index)
+    assert sorted(document["_id"] for document in documents) == sorted(planted)
+    outliers = [document["_source"]["outliers"] for document in documents]
+    keys = [(o["source_id"], o["aggregator"], o["term"]) for o in outliers]
+    assert len(set(keys)) == len(keys) == len(planted)
+
+
+def assert_complete_write(response: dict[str, Any]) -> None:
+    """A consistent write outcome: every outlier in the range is written or already there, none failed."""
+    annotation = response["annotation"]
+    assert annotation["outcome"] == "complete", annotation
+    assert annotation["failed"] == 0 and annotation["errors"] == []
+    assert annotation["written"] + annotation["unchanged"] == response["outliers_total"]
+
+
+def wait_until(condition: Callable[[], Any], what: str, deadline_s: float = POLL_DEADLINE_S) -> Any:
+    """Poll ``condition`` until it returns something truthy, at most ``deadline_s``."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"{what} did not happen within {deadline_s:.0f} s", pytrace=False)
+
+
+# ------------------------------------------------------------------------------------------ 1. stopped
+
+
+def test_stopped_elasticsearch_is_503_with_retry_after_and_the_same_call_succeeds_after_restart(
+    running_node: FaultNode,
+    es: Elasticsearch,
+    events_index: str,
+    planted: dict[str, Outlier],
+    results_index: str,
+    service_credentials: ServiceCredentials,
+    tmp_path: Path,
+) -> None:
+    """Node stopped before the call: 503 elasticsearch_unavailable with Retry-After, /readyz 503, /healthz
+    200; after the restart the very same call writes the five outliers, one document each."""
+    body = {"range": SAMPLE_RANGE, "index": events_index}
+    with fault_service(tmp_path, running_node, results_index, service_credentials) as service:
+        running_node.stop()
+        refused = detect(service, body)
+        error = assert_error(refused, 503, "elasticsearch_unavailable")
+        assert int(refused.headers["Retry-After"]) > 0
+        assert "retry" in error["message"].lower()
+        assert service.call("GET", "/readyz", headers=service.bearer).status == 503
+        assert healthz(service) == 200
+
+        restart_s = running_node.restart()
+        result = detect(service, body)
+        assert result.status == 200, result.body
+        response = result.json()
+        assert_valid("detect-response", response)
+        assert_complete_write(response)
+        assert response["annotation"]["written"] == 5
+    assert_exactly_one_document_per_outlier(es, results_index, planted)
+    print(f"restart took {restart_s:.1f} s")
+
+
+def _results_index_with_an_unassigned_shard(es: Elasticsearch, index: str) -> None:
+    """The results index with two primaries of which only shard 0 can start: a bulk then stores what is
+    routed to shard 0 and waits (Elasticsearch's 1 min bulk timeout) for shard 1."""
+    es.indices.create(
+        index=index,
+        mappings=results_index_template(index)["template"]["mappings"],
+        settings={
+            "number_of_shards": 2,
+            "number_of_replicas": 0,
+            "index.routing.allocation.total_shards_per_node": 1,
+        },
+        wait_for_active_shards=0,  # shard 1 does not start
+    )
+
+
+def _bulk_waits_for_a_shard_of(es: Elasticsearch, index: str) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GeneralAvailabilityWarning)  # the tasks API is "technical preview"
+        tasks = es.tasks.list(actions="indices:data/write/bulk[s]", detailed=True)["nodes"]
+    descriptions = [task["description"] for node in tasks.values() for task in node["tasks"].values()]
+    return any(f"index[{index}]" in description for description in descriptions)
+
+
+def _keep_shard_unassigned_until_a_restart(es: Elasticsearch, index: str) -> None:
+    """Swap the index's persistent allocation limit for a transient, cluster-wide "allocate nothing".
+
+    Shard 1 stays unassigned (the bulk keeps waiting), but a full restart forgets transient settings: the
+    restarted node allocates shard 1 and reaches green, as the test node's start requires.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ElasticsearchWarning)  # transient settings are deprecated
+        es.cluster.put_settings(transient={"cluster.routing.allocation.enable": "none"})
+    es.indices.put_settings(index=index, settings={"index.routing.allocation.total_shards_per_node": None})
+    health = es.cluster.health(index=index)
+    assert (health["active_primary_shards"], health["unassigned_shards"]) == (1, 1), health
+
+
+def _clear_transient_allocation_setting(es: Elasticsearch) -> None:
+    with warnings.catch_warnings(), suppress(Exception):  # gone anyway after the crash and restart
+        warnings.simplefilter("ignore", ElasticsearchWarning)
+        es.cluster.put_settings(transient={"cluster.routing.allocation.enable": None})
+
+
+def test_crash_during_the_bulk_write_is_503_and_a_rerun_converges_on_the_half_written_index(
+    running_node: FaultNode,
+    es: Elasticsearch,
+    events_index: str,
+    planted: dict[str, Outlier],
+    results_index: str,
+    service_credentials: ServiceCredentials,
+    tmp_path: Path,
+) -> None:
+    """The node is SIGKILLed while the results bulk is in flight, after part of it was stored.
+
+    One shard of the results index cannot start, so the bulk stores the outliers routed to the other and
+    waits: the test sees that wait in the tasks API, then kills the node. The caller gets 503 with
+    Retry-After; after the restart the index holds some (not all) outliers, and the same call stores the
+    rest, one document each.
+    """
+    _results_index_with_an_unassigned_shard(es, results_index)
+    body = {"range": SAMPLE_RANGE, "index": events_index}
+    try:
+        with (
+            fault_service(tmp_path, running_node, results_index, service_credentials) as service,
+            ThreadPoolExecutor(max_workers=1) as pool,
+        ):
+            in_flight = pool.submit(detect, service, body)
+            wait_until(lambda: _bulk_waits_for_a_shard_of(es, results_index), "the bulk waiting for shard 1")
+            _keep_shard_unassigned_until_a_restart(es, results_index)
+            assert not in_flight.done()
+            running_node.crash()
+            refused = in_flight.result(timeout=POLL_DEADLINE_S)
+            assert_error(refused, 503, "elasticsearch_unavailable")
+            assert int(refused.headers["Retry-After"]) > 0
+            assert "annotate aborted" in service.log_text()
+
+            restart_s = running_node.restart()
+            es.cluster.health(index=results_index, wait_for_status="green", timeout="30s")
+            half_written = {document["_id"] for document in stored_results(es, results_index)}
+            assert 0 < len(half_written) < len(planted), "the crash must leave a partial write behind"
+            assert half_written <= set(planted)
+
+            result = detect(service, body)
+            assert result.status == 200, result.body
+            response = result.json()
+            assert_complete_write(response)
+            annotation = response["annotation"]
+            assert (annotation["written"], annotation["unchanged"]) == (
+                len(planted) - len(half_written),
+                len(half_written),
+            )
+    finally:
+        _clear_transient_allocation_setting(es)
+    assert_exactly_one_document_per_outlier(es, results_index, planted)
+    print(f"crash left {len(half_written)} of {len(planted)} stored; restart took {restart_s:.1f} s")
+
+
+# ------------------------------------------------------------------------------------------ 2. hung
+
+
+def _detect_while_paused(
+    node: FaultNode, service: RunningService, body: dict[str, Any]
+) -> tuple[HttpResult, float, list[int]]:
+    """One detection against the frozen node; /healthz polled while it waits. (result, seconds, statuses)."""
+    with node.paused(), ThreadPoolExecutor(max_workers=1) as pool:
+        in_flight = pool.submit(timed, lambda: detect(service, body))
+        health = []
+        while not in_flight.done() and len(health) < 3:
+            health.append(healthz(service))
+            time.sleep(0.3)
+        result, elapsed = in_flight.result(timeout=POLL_DEADLINE_S + TIMEOUT_SLACK_S)
+        health.append(service.call("GET", "/readyz", headers=service.bearer).status)
+    return result, elapsed, health
+
+
+def test_hung_elasticsearch_is_504_within_the_request_timeout_and_the_service_recovers(
+    running_node: FaultNode,
+    events_index: str,
+    results_index: str,
+    service_credentials: ServiceCredentials,
+    tmp_path: Path,
+) -> None:
+    """Node frozen (SIGSTOP): 504 elasticsearch_timeout after about CONNECTOR_ES_TIMEOUT_SECONDS, naming it;
+    /healthz answers meanwhile, /readyz says not ready; after SIGCONT every worker detects again."""
+    timeout_s = 2.0
+    body = {"range": SAMPLE_RANGE, "index": events_index}
+    workers = 2
+    with fault_service(
+        tmp_path,
+        running_node,
+        results_index,
+        service_credentials,
+        workers=workers,
+        CONNECTOR_ES_TIMEOUT_SECONDS=f"{timeout_s:g}",
+    ) as service:
+        result, elapsed, health = _detect_while_paused(running_node, service, body)
+
+        error = assert_error(result, 504, "elasticsearch_timeout")
+        assert "CONNECTOR_ES_TIMEOUT_SECONDS=2 s" in error["message"]
+        assert timeout_s - 0.5 <= elapsed <= timeout_s + TIMEOUT_SLACK_S, elapsed
+        assert health[:-1] and all(status == 200 for status in health[:-1]), health
+        assert health[-1] == 503  # /readyz while frozen: Elasticsearch unreachable
+
+        with ThreadPoolExecutor(max_workers=2 * workers) as pool:
+            after = list(pool.map(lambda _: detect(service, body), range(2 * workers)))
+        assert [answer.status for answer in after] == [200] * (2 * workers), [a.body for a in after]
+        for answer in after:
+            assert_complete_write(answer.json())
+        assert healthz(service) == 200
+        assert "WORKER TIMEOUT" not in service.log_text()
+    print(f"504 after {elapsed:.2f} s with CONNECTOR_ES_TIMEOUT_SECONDS={timeout_s:g}")
+
+
+def test_detection_deadline_bounds_a_call_to_a_hung_node_and_names_its_setting(
+    running_node: FaultNode,
+    events_index: str,
+    results_index: str,
+    service_credentials: ServiceCredentials,
+    tmp_path: Path,
+) -> None:
+    """Per-request timeout long, CONNECTOR_DETECT_TIMEOUT_SECONDS short: the deadline ends the call, 504
+    naming it."""
+    deadline_s = 3.0
+    body = {"range": SAMPLE_RANGE, "index": events_index}
+    with fault_service(
+        tmp_path,
+        running_node,
+        results_index,
+        service_credentials,
+        CONNECTOR_ES_TIMEOUT_SECONDS="60",
+        CONNECTOR_DETECT_TIMEOUT_SECONDS=f"{deadline_s:g}",
+    ) as service:
+        result, elapsed, _ = _detect_while_paused(running_node, service, body)
+
+        error = assert_error(result, 504, "elasticsearch_timeout")
+        assert "CONNECTOR_DETECT_TIMEOUT_SECONDS=3 s" in error["message"]
+        assert deadline_s - 0.5 <= elapsed <= deadline_s + TIMEOUT_SLACK_S, elapsed
+        assert "elasticsearch_timeout" in service.log_text()
+
+        recovered = detect(service, body)
+        assert recovered.status == 200, recovered.body
+        assert_complete_write(recovered.json())
+    print(f"504 after {elapsed:.2f} s with CONNECTOR_DETECT_TIMEOUT_SECONDS={deadline_s:g}")
+
+
+# ------------------------------------------------------------------------------------------ 3. partial
+
+
+def _assert_failures_reported(
+    result: HttpResult, service: RunningService, failing: set[str], *, status: int, error_type: str
+) -> dict[str, Any]:
+    """207, and each failed document listed in the response (id, status, type) and named in the log."""
+    assert result.status == 207, result.body
+    response = result.json()
+    assert_valid("detect-response", response)
+    annotation = response["annotation"]
+    assert annotation["failed"] == len(failing)
+    assert (
+        sum(annotation[count] for count in ("written", "unchanged", "failed")) == response["outliers_total"]
+    )
+    assert {error["_id"] for error in annotation["errors"]} == failing
+    assert {(error["status"], error["type"]) for error in annotation["errors"]} == {(status, error_type)}
+    log_text = service.log_text()
+    for document_id in failing:
+        assert document_id in log_text, f"failed write of {document_id} is not in the service log"
+    assert error_type in log_text
+    return annotation
+
+
+@pytest.mark.parametrize(
+    ("mappings_of", "fails", "error_type", "outcome"),
+    [
+        (
+            lambda template: {**template, "dynamic": "strict"},
+            lambda outlier: True,
+            "strict_dynamic_mapping_exception",
+            "failed",
+        ),
+        (
+            lambda template: {
+                **template,
+                "properties": {
+                    **template["properties"],
+                    "OsqueryFilter": {"properties": {"pid": {"type": "short"}}},
+                },
+            },
+            lambda outlier: outlier.hit["_source"]["OsqueryFilter"]["pid"] > SHORT_MAX,
+            "document_parsing_exception",
+            "partial",
+        ),
+    ],
+    ids=["dynamic-strict", "pid-mapped-short"],
+)
+def test_results_index_with_a_conflicting_mapping_reports_every_refused_document(
+    running_node: FaultNode,
+    es: Elasticsearch,
+    events_index: str,
+    planted: dict[str, Outlier],
+    results_index: str,
+    service_credentials: ServiceCredentials,
+    tmp_path: Path,
+    mappings_of: Callable[[dict[str, Any]], dict[str, Any]],
+    fails: Callable[[Outlier], bool],
+    error_type: str,
+    outcome: str,
+) -> None:
+    """A results index pre-created with a mapping that refuses some (or all) documents: 207, outcome
+    partial/failed, each refused id with Elasticsearch's 400 reason in the response and in the log; the
+    accepted ones are stored."""
+    template = results_index_template(results_index)["template"]["mappings"]
+    es.indices.create(index=results_index, mappings=mappings_of(template), settings={"number_of_replicas": 0})
+    failing = {document_id for document_id, outlier in planted.items() if fails(outlier)}
+    assert failing, "the mapping must refuse at least one planted outlier"
+    with fault_service(tmp_path, running_node, results_index, service_credentials) as service:
+        result = detect(service, {"range": SAMPLE_RANGE, "index": events_index})
+        annotation = _assert_failures_reported(result, service, failing, status=400, error_type=error_type)
+    assert annotation["outcome"] == outcome
+    assert annotation["written"] == len(planted) - len(failing)
+    assert {document["_id"] for document in stored_results(es, results_index)} == set(planted) - failing
+
+
+@pytest.mark.parametrize(
+    ("block", "block_reason"),
+    [
+        ("index.blocks.write", "FORBIDDEN/8/index write"),
+        ("index.blocks.read_only", "FORBIDDEN/5/index read-only"),
+    ],
+    ids=["write-block", "read-only"],
+)
+def test_blocked_results_index_reports_every_refused_document_and_a_rerun_converges(
+    running_node: FaultNode,
+    es: Elasticsearch,
+    events_index: str,
+    planted: dict[str, Outlier],
+    results_index: str,
+    service_credentials: ServiceCredentials,
+    tmp_path: Path,
+    block: str,
+    block_reason: str,
+) -> None:
+    """Two outliers already stored, then the index blocked: 207 partial, two unchanged, three refused (403,
+    listed and logged); once the block is lifted the same call stores the three, one document each."""
+    body = {"range": SAMPLE_RANGE, "index": events_index}
+    with fault_service(tmp_path, running_node, results_index, service_credentials) as service:
+        first = detect(service, body)
+        assert first.status == 200, first.body
+        missing = set(sorted(planted)[:3])
+        for document_id in missing:
+            es.delete(index=results_index, id=document_id, refresh=True)
+        es.indices.put_settings(index=results_index, settings={block: True})
+        try:
+            blocked = detect(service, body)
+            annotation = _assert_failures_reported(
+                blocked, service, missing, status=403, error_type="cluster_block_exception"
+            )
+            assert all(block_reason in error["reason"] for error in annotation["errors"])
+            assert (annotation["outcome"], annotation["unchanged"], annotation["written"]) == (
+                "partial",
+                2,
+                0,
+            )
+        finally:
+            es.indices.put_settings(index=results_index, settings={block: None})
+        rerun = detect(service, body)
+        assert rerun.status == 200, rerun.body
+        assert_complete_write(rerun.json())
+        assert (rerun.json()["annotation"]["written"], rerun.json()["annotation"]["unchanged"]) == (3, 2)
+    assert_exactly_one_document_per_outlier(es, results_index, planted)
+
+
+# ------------------------------------------------------------------------------------------ 4. concurrent
+
+# Overlapping requests over the same events. With a baseline, the counts always cover the whole sample,
+# so every request finds the outliers of the single full run that fall in its range.
+WHOLE_SAMPLE = {"from": SAMPLE_RANGE["from"]}
+OVERLAPPING_REQUESTS = [
+    {"range": SAMPLE_RANGE},
+    {"range": {"from": "2024-03-04T12:00:00Z", "to": SAMPLE_RANGE["to"]}, "baseline": WHOLE_SAMPLE},
+    {"range": {"from": "2024-03-05T00:00:00Z", "to": SAMPLE_RANGE["to"]}, "baseline": WHOLE_SAMPLE},
+    {"range": {"from": "2024-03-06T00:00:00Z", "to": SAMPLE_RANGE["to"]}, "baseline": WHOLE_SAMPLE},
+]
+THREADS = 8
+CALLS_PER_THREAD = 3
+CONCURRENT_WORKERS = 3
+
+
+def test_concurrent_overlapping_detections_leave_exactly_one_document_per_outlier(
+    running_node: FaultNode,
+    es: Elasticsearch,
+    events_index: str,
+    planted: dict[str, Outlier],
+    results_index: str,
+    service_credentials: ServiceCredentials,
+    tmp_path: Path,
+) -> None:
+    """8 threads x 3 calls over 4 overlapping ranges, 3 gunicorn workers, one empty results index: every
+    answer is 200 with a complete, consistent write; afterwards exactly the single run's ids, once each."""
+    calls = [
+        {**OVERLAPPING_REQUESTS[(thread + call) % len(OVERLAPPING_REQUESTS)], "index": events_index}
+        for thread in range(THREADS)
+        for call in range(CALLS_PER_THREAD)
+    ]
+    with (
+        fault_service(
+            tmp_path, running_node, results_index, service_credentials, workers=CONCURRENT_WORKERS
+        ) as service,
+        ThreadPoolExecutor(max_workers=THREADS) as pool,
+    ):
+        results = list(pool.map(lambda body: detect(service, body), calls))
+    assert [result.status for result in results] == [200] * len(calls), [r.body[:300] for r in results]
+    written = 0
+    for body, result in zip(calls, results, strict=True):
+        response = result.json()
+        assert_complete_write(response)
+        in_range = {
+            document_id
+            for document_id, outlier in planted.items()
+            if body["range"]["from"] <= outlier.hit["_source"]["@timestamp"] < body["range"]["to"]
+        }
+        assert response["outliers_total"] == len(in_range)
+        written += response["annotation"]["written"]
+    assert written >= len(planted)  # each outlier was written by some call
+    assert_exactly_one_document_per_outlier(es, results_index, planted)
+    print(f"{len(calls)} calls from {THREADS} threads on {CONCURRENT_WORKERS} workers: {written} writes")

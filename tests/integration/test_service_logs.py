@@ -1,0 +1,213 @@
+"""The service's logs as gunicorn writes them: ECS JSON lines, request ids, and no secret anywhere.
+
+One service runs at DEBUG with Elasticsearch credentials configured (the test node has security off
+and ignores them), so every secret the process holds could in principle reach a log line. The test
+sends good and bad credentials, a query string secret and a detection, then reads the whole log.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest_service import SERVICE_INDEX_PREFIX, HttpResult, RunningService, run_service
+from elasticsearch import Elasticsearch
+from es_data import create_sample_index
+
+SAMPLE_RANGE = {"from": "2024-03-04T00:00:00Z", "to": "2024-03-07T00:00:00Z"}
+LOG_WAIT_S = 10.0
+
+
+class _Secrets:
+    """Every secret of the logged service, and wrong ones a caller might send."""
+
+    def __init__(self) -> None:
+        self.token = secrets.token_urlsafe(24)
+        self.basic_password = secrets.token_urlsafe(18)
+        self.es_password = secrets.token_urlsafe(18)
+        self.wrong_token = secrets.token_urlsafe(24)
+        self.wrong_password = secrets.token_urlsafe(18)
+        self.query_secret = secrets.token_urlsafe(12)
+
+    def basic(self, password: str) -> str:
+        return base64.b64encode(f"watcher:{password}".encode()).decode()
+
+    def all(self) -> list[str]:
+        values = [self.token, self.basic_password, self.es_password, self.wrong_token, self.wrong_password]
+        values += [self.query_secret, self.basic(self.basic_password), self.basic(self.wrong_password)]
+        return values
+
+
+@pytest.fixture(scope="module")
+def logged_secrets() -> _Secrets:
+    return _Secrets()
+
+
+@pytest.fixture(scope="module")
+def events_index(es_client: Elasticsearch) -> Iterator[str]:
+    name = f"{SERVICE_INDEX_PREFIX}logs-events-{uuid.uuid4().hex}"
+    create_sample_index(es_client, name, shards=1)
+    try:
+        yield name
+    finally:
+        es_client.indices.delete(index=name, ignore_unavailable=True)
+
+
+@contextmanager
+def _service(
+    es_url: str, workdir: Path, logged: _Secrets, results_index: str, **extra: str
+) -> Iterator[RunningService]:
+    environment = {
+        "CONNECTOR_ES_URL": es_url,
+        "CONNECTOR_ES_USERNAME": "connector",
+        "CONNECTOR_ES_PASSWORD": logged.es_password,
+        "CONNECTOR_USE_CASES": str(workdir / "rare_child.ini"),
+        "CONNECTOR_ALLOWED_INDICES": f"{SERVICE_INDEX_PREFIX}*",
+        "CONNECTOR_RESULTS_INDEX": results_index,
+        "CONNECTOR_API_TOKENS": logged.token,
+        "CONNECTOR_BASIC_USER": "watcher",
+        "CONNECTOR_BASIC_PASSWORD": logged.basic_password,
+        "CONNECTOR_LOG_LEVEL": "DEBUG",
+        **extra,
+    }
+    with run_service(workdir, environment, workers=1) as (url, log_path, env):
+        yield RunningService(url, log_path, logged.token, "watcher", logged.basic_password, env)
+
+
+@pytest.fixture(scope="module")
+def debug_service(
+    es_url: str, es_client: Elasticsearch, service_workdir: Path, logged_secrets: _Secrets
+) -> Iterator[RunningService]:
+    results_index = f"{SERVICE_INDEX_PREFIX}logs-results-{uuid.uuid4().hex}"
+    try:
+        with _service(es_url, service_workdir, logged_secrets, results_index) as service:
+            yield service
+    finally:
+        es_client.indices.delete(index=results_index, ignore_unavailable=True)
+
+
+@pytest.fixture(scope="module")
+def exchanges(
+    debug_service: RunningService, logged_secrets: _Secrets, events_index: str
+) -> dict[str, HttpResult]:
+    """One request of each kind, each with its own X-Request-Id; waits until all are in the access log."""
+    service, logged = debug_service, logged_secrets
+    calls: dict[str, tuple[str, str, dict[str, Any] | None, dict[str, str]]] = {
+        "use-cases-basic": ("GET", f"/api/v1/use-cases?api_key={logged.query_secret}", None, service.basic),
+        "wrong-token": ("GET", "/api/v1/use-cases", None, {"Authorization": f"Bearer {logged.wrong_token}"}),
+        "wrong-password": (
+            "GET",
+            "/api/v1/use-cases",
+            None,
+            {"Authorization": "Basic " + logged.basic(logged.wrong_password)},
+        ),
+        "detect": ("POST", "/api/v1/detect", {"index": events_index, "range": SAMPLE_RANGE}, service.bearer),
+        "bad-range": (
+            "POST",
+            "/api/v1/detect",
+            {"index": events_index, "range": {"from": logged.wrong_token, "to": "now"}},
+            service.bearer,
+        ),
+        "no-route": ("GET", "/api/v1/nothing-here", None, service.bearer),
+    }
+    results = {}
+    for request_id, (method, path, body, headers) in calls.items():
+        results[request_id] = service.call(
+            method, path, json_body=body, headers={**headers, "X-Request-Id": request_id}
+        )
+    # gunicorn writes each access line after sending the response: wait for the last one (bounded).
+    deadline = time.monotonic() + LOG_WAIT_S
+    while time.monotonic() < deadline and not _access_line(service, "no-route"):
+        time.sleep(0.05)
+    return results
+
+
+def _access_line(service: RunningService, request_id: str) -> dict[str, Any] | None:
+    for line in service.log_lines():
+        request = line.get("http", {}).get("request", {})
+        if line["log"]["logger"] == "gunicorn.access" and request.get("id") == request_id:
+            return line
+    return None
+
+
+def test_every_line_is_an_ecs_json_document(debug_service: RunningService, exchanges):
+    """Startup, request and access lines alike: one JSON object per line with the ECS base fields."""
+    lines = debug_service.log_lines()
+    assert len(lines) >= 10
+    for line in lines:
+        assert line["ecs.version"].startswith("8.")
+        assert line["@timestamp"].endswith("Z")
+        assert line["log.level"] in {"debug", "info", "warning", "error", "critical"}
+        assert line["message"]
+        assert line["service"]["name"] == "rare-child-connector"
+        assert line["event"]["dataset"] in {"rare_child_connector.service", "rare_child_connector.access"}
+
+
+def test_each_request_has_an_access_line_with_its_id_status_and_path(
+    debug_service: RunningService, exchanges: dict[str, HttpResult]
+):
+    """The caller's X-Request-Id, echoed in the response, keys the access line; the query string is gone."""
+    for request_id, result in exchanges.items():
+        assert result.headers["X-Request-Id"] == request_id
+        line = _access_line(debug_service, request_id)
+        assert line is not None, request_id
+        assert line["http"]["response"]["status_code"] == result.status
+        assert line["url"]["path"].startswith("/api/v1/")
+        assert "?" not in line["message"] and "?" not in line["url"]["path"]
+        assert line["event"]["duration"] > 0
+
+
+def test_the_service_lines_of_a_request_carry_its_id(debug_service: RunningService, exchanges):
+    """A detection's own lines and every refusal are tied to the request that caused them."""
+    lines = [line for line in debug_service.log_lines() if line["log"]["logger"].startswith("connector.")]
+    ids_by_message = [(line.get("http", {}).get("request", {}).get("id"), line["message"]) for line in lines]
+    detect_lines = [message for request_id, message in ids_by_message if request_id == "detect"]
+    assert any(message.startswith("detect terms_rare_childname over") for message in detect_lines)
+    for request_id in ("wrong-token", "wrong-password", "bad-range", "no-route"):
+        assert any(rid == request_id and "refused" in message for rid, message in ids_by_message), request_id
+    # Lines outside any request (startup) carry no made-up id.
+    startup = [line for line in lines if line["message"].startswith("service ready")]
+    assert startup and all("http" not in line for line in startup)
+
+
+def test_no_credential_or_secret_reaches_the_log(
+    debug_service: RunningService, exchanges: dict[str, HttpResult], logged_secrets: _Secrets
+):
+    """Tokens, passwords (right or wrong, plain or base64), the ES password and query strings: none logged."""
+    assert exchanges["detect"].status == 200, exchanges["detect"].body
+    assert [exchanges[name].status for name in ("wrong-token", "wrong-password")] == [401, 401]
+    log_text = debug_service.log_text()
+    for secret in logged_secrets.all():
+        assert secret not in log_text
+    # Responses never show the service's own secrets (an error may quote back what the caller sent).
+    configured = (logged_secrets.token, logged_secrets.basic_password, logged_secrets.es_password)
+    for result in exchanges.values():
+        for secret in configured:
+            assert secret.encode() not in result.body
+
+
+def test_text_format_on_request(
+    es_url: str, es_client: Elasticsearch, service_workdir: Path, logged_secrets: _Secrets
+):
+    """CONNECTOR_LOG_FORMAT=text: plain lines for a terminal, still with the request id."""
+    results_index = f"{SERVICE_INDEX_PREFIX}logs-results-{uuid.uuid4().hex}"
+    with _service(
+        es_url, service_workdir, logged_secrets, results_index, CONNECTOR_LOG_FORMAT="text"
+    ) as service:
+        result = service.call("GET", "/api/v1/use-cases", headers={**service.bearer, "X-Request-Id": "txt-1"})
+        assert result.status == 200
+        deadline = time.monotonic() + LOG_WAIT_S
+        while "request_id=txt-1" not in service.log_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log_text = service.log_text()
+        assert '"GET /api/v1/use-cases" 200' in log_text
+        assert "request_id=txt-1" in log_text
+        assert not log_text.lstrip().startswith("{")
+    es_client.indices.delete(index=results_index, ignore_unavailable=True)
