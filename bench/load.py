@@ -488,6 +488,7 @@ def run_load(
             "worker_peak_rss_kib": memory,
             "errors_total": sum(item["errors"] for item in configurations),
             "recommendation": recommend(configurations),
+            "other_activity": busiest_moment([phase for rounds_of in phases.values() for phase in rounds_of]),
         }
         results["files"] = [str(path) for path in write_results(results, results_dir)]
         return results
@@ -592,6 +593,21 @@ def table(configurations: Sequence[dict[str, Any]]) -> list[str]:
     return rows
 
 
+def busiest_moment(phases: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The most of everything else seen on the machine after any phase: how quiet the run really was.
+
+    ``java`` includes this run's own Elasticsearch node and ``gunicorn`` its services.
+    """
+    processes: dict[str, int] = {}
+    loadavg_1m = 0.0
+    for phase in phases:
+        activity = phase.get("activity_after") or {}
+        loadavg_1m = max(loadavg_1m, *(activity.get("loadavg") or [0.0])[:1])
+        for name, count in (activity.get("processes") or {}).items():
+            processes[name] = max(processes.get(name, 0), count)
+    return {"max_loadavg_1m": loadavg_1m, "max_processes": processes}
+
+
 def conclusion(results: dict[str, Any]) -> list[str]:
     """The recommendation, in words, from the recorded figures."""
     lines = []
@@ -636,9 +652,7 @@ def write_results(results: dict[str, Any], results_dir: Path) -> tuple[Path, Pat
         "answer is an error. gunicorn CPU = CPU seconds of master and workers / wall time; machine busy = "
         "all CPUs (Elasticsearch, the clients and anything else running).",
         "",
-        "The machine is shared: other engineers' test suites (their own Elasticsearch nodes and pytest) ran "
-        "at the same time, so absolute figures are noisy; compare rows of the same data set and client "
-        "count.",
+        _activity_sentence(results["other_activity"]),
         "",
         "Data sets: "
         + "; ".join(
@@ -671,6 +685,22 @@ def write_results(results: dict[str, Any], results_dir: Path) -> tuple[Path, Pat
     md_path = results_dir / f"{stem}.md"
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
+
+
+def _activity_sentence(activity: dict[str, Any]) -> str:
+    processes = activity["max_processes"]
+    others = processes.get("pytest", 0)
+    seen = ", ".join(f"{name} {count}" for name, count in sorted(processes.items())) or "none"
+    verdict = (
+        "other test runs shared the machine, so absolute figures are noisy: compare rows of the same "
+        "data set and client count"
+        if others
+        else "no other test run shared the machine"
+    )
+    return (
+        f"Other activity, at most, after any phase: load average (1 min) {activity['max_loadavg_1m']:.2f}; "
+        f"processes {seen} (java includes this run's node, gunicorn its services): {verdict}."
+    )
 
 
 def _numbers(text: str) -> list[int]:
