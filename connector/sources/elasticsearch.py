@@ -514,7 +514,8 @@ def translate_api_error(error: ApiError) -> Exception:
         return QueryRejectedError(f"Elasticsearch rejected the query: {reason}", details=[{"reason": reason}])
     if status == 401:
         return ElasticsearchAuthError(
-            "Elasticsearch refused the connector's credentials; check CONNECTOR_ES_API_KEY"
+            "Elasticsearch refused the connector's credentials; check CONNECTOR_ES_API_KEY "
+            "(or CONNECTOR_ES_USERNAME/CONNECTOR_ES_PASSWORD)"
         )
     if status == 403:
         return ElasticsearchAuthError(

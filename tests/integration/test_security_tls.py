@@ -14,6 +14,7 @@ import base64
 import ssl
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +22,20 @@ import pytest
 # conftest_secure is this module's plugin (below), imported before pytest registers it.
 pytest.register_assert_rewrite("conftest_secure")
 
-from conftest_secure import API_KEY_NAME, ROLE_NAME, ConnectorUser, SecureCluster  # noqa: E402
-from conftest_service import HttpResult, RunningService  # noqa: E402
+from conftest_secure import (  # noqa: E402
+    API_KEY_NAME,
+    ROLE_NAME,
+    ConnectorUser,
+    SecureCluster,
+    _secure_environment,
+)
+from conftest_service import (  # noqa: E402
+    HttpResult,
+    RunningService,
+    ServiceCredentials,
+    _running,
+    run_service,
+)
 from test_service_http import assert_error, assert_valid  # noqa: E402
 
 # The secure fixtures (secure_cluster, secure_service, ...) start a second node:
@@ -261,3 +274,24 @@ def test_a_user_with_the_role_works_too_and_its_password_stays_out_of_the_logs(
     for text in texts:
         for secret in connector_user.secrets():
             assert secret not in text
+
+
+def test_a_refused_api_key_is_not_ready_and_a_502_naming_the_settings(
+    secure_cluster: SecureCluster, service_workdir: Path, service_credentials: ServiceCredentials
+) -> None:
+    """A revoked or mistyped key (the real id, a wrong secret): /readyz says unauthorized, a detection
+    is 502 elasticsearch_auth_failed naming the variables to fix, and the wrong key is not logged."""
+    wrong_key = base64.b64encode(f"{secure_cluster.api_key.id}:{'x' * 22}".encode()).decode()
+    environment = {
+        **_secure_environment(secure_cluster, service_workdir, service_credentials, with_ca=True),
+        "CONNECTOR_ES_API_KEY": wrong_key,
+    }
+    with run_service(service_workdir, environment, workers=1) as (url, log_path, env):
+        service = _running(url, log_path, env, service_credentials)
+        ready = service.call("GET", "/readyz", headers=service.bearer)
+        assert ready.status == 503
+        assert ready.json()["checks"]["elasticsearch"] == "unauthorized"
+        result = _detect(service, index=secure_cluster.indices.source)
+        error = assert_error(result, 502, "elasticsearch_auth_failed")
+        assert "CONNECTOR_ES_API_KEY (or CONNECTOR_ES_USERNAME/CONNECTOR_ES_PASSWORD)" in error["message"]
+        assert wrong_key not in service.log_text()
