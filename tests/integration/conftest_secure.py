@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest_service import RunningService, ServiceCredentials, _running, run_service
+from conftest_service import RunningService, ServiceCredentials, running_service
 from elasticsearch import Elasticsearch
 from es_data import create_sample_index
 
@@ -198,7 +198,6 @@ def _secure_environment(
         "CONNECTOR_RESULTS_INDEX": cluster.indices.results,
         # DEBUG: the client's own request logging is on too, and must not leak a secret either.
         "CONNECTOR_LOG_LEVEL": "DEBUG",
-        **credentials.environment(),
     }
     if with_ca:
         environment["CONNECTOR_ES_CA_CERTS"] = str(cluster.security.ca_path)
@@ -211,8 +210,8 @@ def secure_service(
 ) -> Iterator[RunningService]:
     """Real gunicorn against the secure node: https, verified with the CA, the least-privilege API key."""
     environment = _secure_environment(secure_cluster, service_workdir, service_credentials, with_ca=True)
-    with run_service(service_workdir, environment, workers=1) as (url, log_path, env):
-        yield _running(url, log_path, env, service_credentials)
+    with running_service(service_workdir, environment, service_credentials, workers=1) as service:
+        yield service
 
 
 @pytest.fixture(scope="session")
@@ -221,8 +220,8 @@ def secure_service_without_ca(
 ) -> Iterator[RunningService]:
     """The same service without CONNECTOR_ES_CA_CERTS: verification stays on and must fail."""
     environment = _secure_environment(secure_cluster, service_workdir, service_credentials, with_ca=False)
-    with run_service(service_workdir, environment, workers=1) as (url, log_path, env):
-        yield _running(url, log_path, env, service_credentials)
+    with running_service(service_workdir, environment, service_credentials, workers=1) as service:
+        yield service
 
 
 @pytest.fixture(scope="session")
@@ -236,5 +235,5 @@ def secure_user_service(
     environment = _secure_environment(
         secure_cluster, service_workdir, service_credentials, with_ca=True, user=connector_user
     )
-    with run_service(service_workdir, environment, workers=1) as (url, log_path, env):
-        yield _running(url, log_path, env, service_credentials)
+    with running_service(service_workdir, environment, service_credentials, workers=1) as service:
+        yield service

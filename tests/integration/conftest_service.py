@@ -260,29 +260,37 @@ def service_results_index() -> str:
     return f"{SERVICE_INDEX_PREFIX}results-{uuid.uuid4().hex}"
 
 
-def _service_environment(
-    es_url: str, workdir: Path, credentials: ServiceCredentials, results_index: str
-) -> dict[str, str]:
+def _service_environment(es_url: str, workdir: Path, results_index: str) -> dict[str, str]:
     return {
         "CONNECTOR_ES_URL": es_url,
         "CONNECTOR_USE_CASES": str(workdir / "rare_child.ini"),
         "CONNECTOR_ALLOWED_INDICES": f"{SERVICE_INDEX_PREFIX}*",
         "CONNECTOR_RESULTS_INDEX": results_index,
-        **credentials.environment(),
     }
 
 
-def _running(
-    url: str, log_path: Path, env: Mapping[str, str], credentials: ServiceCredentials
-) -> RunningService:
-    return RunningService(
-        url=url,
-        log_path=log_path,
-        token=credentials.token,
-        basic_user=credentials.basic_user,
-        basic_password=credentials.basic_password,
-        environment=env,
-    )
+@contextmanager
+def running_service(
+    workdir: Path,
+    environment: Mapping[str, str],
+    credentials: ServiceCredentials,
+    *,
+    workers: int = 2,
+) -> Iterator[RunningService]:
+    """:func:`run_service` with ``credentials`` configured, as a :class:`RunningService` that sends them."""
+    with run_service(workdir, {**environment, **credentials.environment()}, workers=workers) as (
+        url,
+        log_path,
+        env,
+    ):
+        yield RunningService(
+            url=url,
+            log_path=log_path,
+            token=credentials.token,
+            basic_user=credentials.basic_user,
+            basic_password=credentials.basic_password,
+            environment=env,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -298,10 +306,10 @@ def gunicorn_service(
     It may read ``rcp-svc-*`` indices and writes results to :func:`service_results_index`, which is
     deleted afterwards.
     """
-    environment = _service_environment(es_url, service_workdir, service_credentials, service_results_index)
+    environment = _service_environment(es_url, service_workdir, service_results_index)
     try:
-        with run_service(service_workdir, environment) as (url, log_path, env):
-            yield _running(url, log_path, env, service_credentials)
+        with running_service(service_workdir, environment, service_credentials) as service:
+            yield service
     finally:
         es_client.options(ignore_status=404).indices.delete(index=service_results_index)
 
@@ -312,6 +320,6 @@ def gunicorn_service_es_down(
 ) -> Iterator[RunningService]:
     """Real gunicorn whose Elasticsearch URL is a closed loopback port (Elasticsearch "stopped")."""
     closed = f"http://127.0.0.1:{free_loopback_port()}"
-    environment = _service_environment(closed, service_workdir, service_credentials, service_results_index)
-    with run_service(service_workdir, environment, workers=1) as (url, log_path, env):
-        yield _running(url, log_path, env, service_credentials)
+    environment = _service_environment(closed, service_workdir, service_results_index)
+    with running_service(service_workdir, environment, service_credentials, workers=1) as service:
+        yield service

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from elasticsearch import Elasticsearch, helpers
 
+from connector.config import UseCase, load_use_cases
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples/sample-events.ndjson"
 
@@ -18,6 +20,31 @@ SAMPLE_MAPPINGS = {
         "OsqueryFilter": {"properties": {"name": TEXT_WITH_RAW, "parentname": TEXT_WITH_RAW}},
     }
 }
+
+
+# The seed use case of DESIGN.md without its whitelist sections, for tests that write outliers back.
+SEED = """
+[terms_rare_childname]
+es_query_filter=tags:endpoint AND meta.command.name:"get_all_processes_enriched"
+aggregator=OsqueryFilter.parentname
+target=OsqueryFilter.name
+target_count_method=within_aggregator
+trigger_on=low
+trigger_method=pct_of_avg_value
+trigger_sensitivity=1
+outlier_type=process execution
+outlier_reason=rare child process
+outlier_summary=rare child process {OsqueryFilter.name} for {OsqueryFilter.parentname}
+run_model=1
+test_model=0
+"""
+
+
+def seed_use_case(folder: Path) -> UseCase:
+    """:data:`SEED` written to ``folder/rare_child.ini`` and loaded."""
+    path = folder / "rare_child.ini"
+    path.write_text(SEED, encoding="utf-8")
+    return load_use_cases(path).select()
 
 
 def index_ndjson(client: Elasticsearch, index: str, path: Path) -> int:

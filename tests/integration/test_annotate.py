@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch, helpers
+from es_data import SEED, seed_use_case
 
 from connector.annotate import (
     MAX_CONFLICT_RETRIES,
@@ -34,22 +35,6 @@ from connector.errors import ConnectorError, ElasticsearchUnavailableError
 from connector.explain import Explanation
 from connector.model.outlier import Observation, Outlier, build_outlier
 
-SEED = """
-[terms_rare_childname]
-es_query_filter=tags:endpoint AND meta.command.name:"get_all_processes_enriched"
-aggregator=OsqueryFilter.parentname
-target=OsqueryFilter.name
-target_count_method=within_aggregator
-trigger_on=low
-trigger_method=pct_of_avg_value
-trigger_sensitivity=1
-outlier_type=process execution
-outlier_reason=rare child process
-outlier_summary=rare child process {OsqueryFilter.name} for {OsqueryFilter.parentname}
-run_model=1
-test_model=0
-"""
-
 # (child, parent) of the events; each is one outlier in these tests
 PAIRS = [
     ("cmd.exe", "chrome.exe"),
@@ -66,9 +51,7 @@ PAIRS = [
 
 @pytest.fixture
 def use_case(tmp_path: Path) -> UseCase:
-    path = tmp_path / "rare_child.ini"
-    path.write_text(SEED, encoding="utf-8")
-    return load_use_cases(path).select()
+    return seed_use_case(tmp_path)
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from conftest_service import (
     RunningService,
     ServiceCredentials,
     free_loopback_port,
-    run_service,
+    running_service,
 )
 from test_service_http import assert_error
 
@@ -223,17 +223,9 @@ def roomy_service(
         "CONNECTOR_USE_CASES": str(service_workdir / "rare_child.ini"),
         "CONNECTOR_ALLOWED_INDICES": f"{SERVICE_INDEX_PREFIX}*",
         "CONNECTOR_MAX_BODY_BYTES": str(2 * 2**20),
-        **service_credentials.environment(),
     }
-    with run_service(service_workdir, environment, workers=1) as (url, log_path, env):
-        yield RunningService(
-            url=url,
-            log_path=log_path,
-            token=service_credentials.token,
-            basic_user=service_credentials.basic_user,
-            basic_password=service_credentials.basic_password,
-            environment=env,
-        )
+    with running_service(service_workdir, environment, service_credentials, workers=1) as service:
+        yield service
 
 
 @pytest.mark.parametrize("depth", [100_000, 1_000_000], ids=["100k", "1M"])

@@ -28,7 +28,7 @@ from conftest_service import (
     HttpResult,
     RunningService,
     ServiceCredentials,
-    run_service,
+    running_service,
 )
 from elasticsearch import Elasticsearch, ElasticsearchWarning
 from elasticsearch.exceptions import GeneralAvailabilityWarning
@@ -182,18 +182,10 @@ def fault_service(
         "CONNECTOR_USE_CASES": str(USE_CASES),
         "CONNECTOR_ALLOWED_INDICES": f"{SERVICE_INDEX_PREFIX}*",
         "CONNECTOR_RESULTS_INDEX": results_index,
-        **credentials.environment(),
         **settings,
     }
-    with run_service(workdir, environment, workers=workers) as (url, log_path, env):
-        yield RunningService(
-            url=url,
-            log_path=log_path,
-            token=credentials.token,
-            basic_user=credentials.basic_user,
-            basic_password=credentials.basic_password,
-            environment=env,
-        )
+    with running_service(workdir, environment, credentials, workers=workers) as service:
+        yield service
 
 
 def detect(service: RunningService, body: dict[str, Any]) -> HttpResult:

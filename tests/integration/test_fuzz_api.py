@@ -41,8 +41,7 @@ from conftest_service import (
     SERVICE_INDEX_PREFIX,
     RunningService,
     ServiceCredentials,
-    _running,
-    run_service,
+    running_service,
 )
 from elasticsearch import Elasticsearch, helpers
 from es_data import SAMPLE_MAPPINGS
@@ -130,13 +129,12 @@ def fuzz_service(
         "CONNECTOR_USE_CASES": str(service_workdir / "rare_child.ini"),
         "CONNECTOR_ALLOWED_INDICES": f"{EVENTS_INDEX}*",
         "CONNECTOR_RESULTS_INDEX": RESULTS_INDEX,
-        **service_credentials.environment(),
     }
     try:
         _, errors = helpers.bulk(es_client, _events(datetime.now(UTC)), refresh="wait_for")
         assert errors == []
-        with run_service(service_workdir, environment) as (url, log_path, env):
-            yield _running(url, log_path, env, service_credentials)
+        with running_service(service_workdir, environment, service_credentials) as service:
+            yield service
     finally:
         es_client.options(ignore_status=404).indices.delete(index=f"{EVENTS_INDEX},{RESULTS_INDEX}")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
+from es_data import seed_use_case
 
 from connector.annotate import (
     AnnotateMode,
@@ -27,7 +28,7 @@ from connector.annotate import (
     results_template_name,
     write_outliers,
 )
-from connector.config import UseCase, load_use_cases
+from connector.config import UseCase
 from connector.explain import Explanation
 from connector.model.outlier import Observation, build_outlier
 from connector.saved_objects import (
@@ -39,21 +40,6 @@ from connector.saved_objects import (
 )
 
 BUNDLE_PATH = Path(__file__).resolve().parents[2] / "kibana_saved_objects" / BUNDLE_FILE
-SEED = """
-[terms_rare_childname]
-es_query_filter=tags:endpoint AND meta.command.name:"get_all_processes_enriched"
-aggregator=OsqueryFilter.parentname
-target=OsqueryFilter.name
-target_count_method=within_aggregator
-trigger_on=low
-trigger_method=pct_of_avg_value
-trigger_sensitivity=1
-outlier_type=process execution
-outlier_reason=rare child process
-outlier_summary=rare child process {OsqueryFilter.name} for {OsqueryFilter.parentname}
-run_model=1
-test_model=0
-"""
 # A source event as the osquery pack writes it (numbers and all), so dynamic mapping gets its chance.
 EVENT = {
     "@timestamp": "2024-03-05T09:14:52.118Z",
@@ -108,9 +94,7 @@ def template_type(field: str) -> str:
 
 @pytest.fixture
 def use_case(tmp_path: Path) -> UseCase:
-    path = tmp_path / "rare_child.ini"
-    path.write_text(SEED, encoding="utf-8")
-    return load_use_cases(path).select()
+    return seed_use_case(tmp_path)
 
 
 @pytest.fixture

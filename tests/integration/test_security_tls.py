@@ -33,8 +33,7 @@ from conftest_service import (  # noqa: E402
     HttpResult,
     RunningService,
     ServiceCredentials,
-    _running,
-    run_service,
+    running_service,
 )
 from test_service_http import assert_error, assert_valid  # noqa: E402
 
@@ -286,8 +285,7 @@ def test_a_refused_api_key_is_not_ready_and_a_502_naming_the_settings(
         **_secure_environment(secure_cluster, service_workdir, service_credentials, with_ca=True),
         "CONNECTOR_ES_API_KEY": wrong_key,
     }
-    with run_service(service_workdir, environment, workers=1) as (url, log_path, env):
-        service = _running(url, log_path, env, service_credentials)
+    with running_service(service_workdir, environment, service_credentials, workers=1) as service:
         ready = service.call("GET", "/readyz", headers=service.bearer)
         assert ready.status == 503
         assert ready.json()["checks"]["elasticsearch"] == "unauthorized"

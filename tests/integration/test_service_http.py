@@ -24,11 +24,11 @@ from conftest_service import (
     http_request,
     run_service,
 )
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import Elasticsearch
+from es_data import create_sample_index
 from jsonschema import Draft202012Validator
 
 SCHEMA_DIR = ROOT / "connector/service/schemas"
-SAMPLE_EVENTS = ROOT / "examples/sample-events.ndjson"
 SAMPLE_RANGE = {"from": "2024-03-04T00:00:00Z", "to": "2024-03-07T00:00:00Z"}
 
 
@@ -56,24 +56,8 @@ def assert_error(result, status: int, code: str) -> dict[str, Any]:
 def sample_index(es_client: Elasticsearch) -> Iterator[str]:
     """The bundled sample events in an index the service may read, mapped like osquery (text + .raw)."""
     name = f"{SERVICE_INDEX_PREFIX}events-{uuid.uuid4().hex}"
-    text_with_raw = {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 1024}}}
-    es_client.indices.create(
-        index=name,
-        settings={"number_of_shards": 1, "number_of_replicas": 0},
-        mappings={
-            "properties": {
-                "@timestamp": {"type": "date"},
-                "OsqueryFilter": {"properties": {"name": text_with_raw, "parentname": text_with_raw}},
-            }
-        },
-    )
     try:
-        actions = (
-            {"_index": name, "_id": hit["_id"], "_source": hit["_source"]}
-            for hit in map(json.loads, SAMPLE_EVENTS.read_text().splitlines())
-        )
-        _, errors = helpers.bulk(es_client, actions, refresh="wait_for", chunk_size=2000)
-        assert errors == []
+        create_sample_index(es_client, name, shards=1)
         yield name
     finally:
         es_client.indices.delete(index=name, ignore_unavailable=True)

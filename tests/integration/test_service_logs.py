@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest_service import SERVICE_INDEX_PREFIX, HttpResult, RunningService, run_service
+from conftest_service import (
+    SERVICE_INDEX_PREFIX,
+    HttpResult,
+    RunningService,
+    ServiceCredentials,
+    running_service,
+)
 from elasticsearch import Elasticsearch
 from es_data import create_sample_index
 
@@ -53,8 +59,8 @@ def logged_secrets() -> _Secrets:
 @pytest.fixture(scope="module")
 def events_index(es_client: Elasticsearch) -> Iterator[str]:
     name = f"{SERVICE_INDEX_PREFIX}logs-events-{uuid.uuid4().hex}"
-    create_sample_index(es_client, name, shards=1)
     try:
+        create_sample_index(es_client, name, shards=1)
         yield name
     finally:
         es_client.indices.delete(index=name, ignore_unavailable=True)
@@ -71,14 +77,12 @@ def _service(
         "CONNECTOR_USE_CASES": str(workdir / "rare_child.ini"),
         "CONNECTOR_ALLOWED_INDICES": f"{SERVICE_INDEX_PREFIX}*",
         "CONNECTOR_RESULTS_INDEX": results_index,
-        "CONNECTOR_API_TOKENS": logged.token,
-        "CONNECTOR_BASIC_USER": "watcher",
-        "CONNECTOR_BASIC_PASSWORD": logged.basic_password,
         "CONNECTOR_LOG_LEVEL": "DEBUG",
         **extra,
     }
-    with run_service(workdir, environment, workers=1) as (url, log_path, env):
-        yield RunningService(url, log_path, logged.token, "watcher", logged.basic_password, env)
+    credentials = ServiceCredentials(logged.token, "watcher", logged.basic_password)
+    with running_service(workdir, environment, credentials, workers=1) as service:
+        yield service
 
 
 @pytest.fixture(scope="module")
