@@ -239,14 +239,17 @@ def gunicorn_service(
             "CONNECTOR_API_TOKENS": token,
             "CONNECTOR_ALLOWED_INDICES": allowed,
             "CONNECTOR_RESULTS_INDEX": results_index,
+            # Long limits: a cold 16x run must be measured, not cut off. gunicorn's worker timeout
+            # follows the detection deadline (gunicorn_conf.py).
             "CONNECTOR_ES_TIMEOUT_SECONDS": "300",
+            "CONNECTOR_DETECT_TIMEOUT_SECONDS": "570",
             "CONNECTOR_BIND": f"127.0.0.1:{port}",
             "CONNECTOR_WORKERS": str(workers),
         }
     )
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"service-{port}.log"
-    argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--timeout", "600", APP_FACTORY]
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), APP_FACTORY]
     with open(log_path, "wb") as log_file:
         master = subprocess.Popen(
             argv,
