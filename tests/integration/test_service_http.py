@@ -1,8 +1,8 @@
 """The webhook service over real HTTP: real gunicorn on loopback, real Elasticsearch node.
 
-Pins probes, authentication, error envelopes and headers as gunicorn actually serves them, the
-access log's hygiene, a dry-run detection whose response matches detect-response.schema.json, and
-the behaviour with Elasticsearch stopped (readyz 503, detect 503 with Retry-After).
+Pins probes, authentication, error envelopes and headers as gunicorn actually serves them, a dry-run
+detection whose response matches detect-response.schema.json, and the behaviour with Elasticsearch
+stopped (readyz 503, detect 503 with Retry-After). The logs are pinned in test_service_logs.py.
 """
 
 from __future__ import annotations
