@@ -284,54 +284,68 @@ def _parse_errors(error: configparser.ParsingError) -> Iterable[tuple[int, str]]
         yield lineno, str(line)
 
 
+class _SectionReader:
+    """Reads one section's options, turning every problem into a ConfigError naming file, section, option."""
+
+    def __init__(self, section: configparser.SectionProxy, path: str | Path) -> None:
+        self.section = section
+        self.path = path
+
+    def fail(self, option: str, reason: str) -> ConfigError:
+        return ConfigError(reason, path=self.path, section=self.section.name, option=option)
+
+    def required(self, option: str) -> str:
+        if option not in self.section:
+            raise self.fail(option, f"required option is missing; add a line '{option}=...' to this section")
+        return self.section[option]
+
+    def choice(self, option: str, enum: type[EnumT]) -> EnumT:
+        value = self.required(option).strip()
+        try:
+            return enum(value)
+        except ValueError:
+            allowed = ", ".join(member.value for member in enum)
+            raise self.fail(option, f"unknown value {value!r}; allowed: {allowed}") from None
+
+    def boolean(self, option: str, default: bool) -> bool:
+        if option not in self.section:
+            return default
+        try:
+            return self.section.getboolean(option)
+        except ValueError:
+            allowed = "use 1/0, yes/no, true/false or on/off"
+            raise self.fail(option, f"{self.section[option]!r} is not a boolean; {allowed}") from None
+
+    def filters(self) -> tuple[str | None, tuple[Mapping[str, Any], ...] | None, str]:
+        """``es_query_filter``, ``es_dsl_filter`` and the one ee-outliers records (the last given)."""
+        es_query_filter = self.section.get("es_query_filter")
+        es_dsl_filter = None
+        elasticsearch_filter = ""
+        for option, value in self.section.items():
+            if option == "es_query_filter":
+                elasticsearch_filter = value
+            elif option == "es_dsl_filter":
+                es_dsl_filter = _dsl_filter(value, self.fail)
+                elasticsearch_filter = value
+        if es_query_filter is None and es_dsl_filter is None:
+            raise self.fail("es_query_filter", "required option is missing (or give es_dsl_filter)")
+        return es_query_filter, es_dsl_filter, elasticsearch_filter
+
+
 def _use_case(
     section: configparser.SectionProxy,
     path: str | Path,
     settings: GlobalSettings,
     whitelist: Whitelist,
 ) -> UseCase:
+    reader = _SectionReader(section, path)
+    fail, required, choice, boolean = reader.fail, reader.required, reader.choice, reader.boolean
     name = section.name
-
-    def fail(option: str, reason: str) -> ConfigError:
-        return ConfigError(reason, path=path, section=name, option=option)
-
-    def required(option: str) -> str:
-        if option not in section:
-            raise fail(option, f"required option is missing; add a line '{option}=...' to this section")
-        return section[option]
-
-    def choice(option: str, enum: type[EnumT]) -> EnumT:
-        value = required(option).strip()
-        try:
-            return enum(value)
-        except ValueError:
-            allowed = ", ".join(member.value for member in enum)
-            raise fail(option, f"unknown value {value!r}; allowed: {allowed}") from None
-
-    def boolean(option: str, default: bool) -> bool:
-        if option not in section:
-            return default
-        try:
-            return section.getboolean(option)
-        except ValueError:
-            allowed = "use 1/0, yes/no, true/false or on/off"
-            raise fail(option, f"{section[option]!r} is not a boolean; {allowed}") from None
 
     trigger_method = choice("trigger_method", TriggerMethod)
     trigger_sensitivity = _sensitivity(required("trigger_sensitivity"), trigger_method, fail)
-
-    es_query_filter = section.get("es_query_filter")
-    es_dsl_filter = None
-    elasticsearch_filter = ""
-    for option, value in section.items():
-        # ee-outliers records whichever of the two filters comes last in the section.
-        if option == "es_query_filter":
-            elasticsearch_filter = value
-        elif option == "es_dsl_filter":
-            es_dsl_filter = _dsl_filter(value, fail)
-            elasticsearch_filter = value
-    if es_query_filter is None and es_dsl_filter is None:
-        raise fail("es_query_filter", "required option is missing (or give es_dsl_filter)")
+    # ee-outliers records whichever of the two filters comes last in the section.
+    es_query_filter, es_dsl_filter, elasticsearch_filter = reader.filters()
 
     return UseCase(
         section=name,
