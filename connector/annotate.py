@@ -375,17 +375,82 @@ def write_outliers(
         for a whole request (a per-document refusal is reported in the ``WriteReport`` instead)
     """
     mode = AnnotateMode(mode)
+    if mode is AnnotateMode.RESULTS_INDEX:
+        documents = [
+            (results_document_id(use_case, outlier), results_document(use_case, outlier, explanation))
+            for outlier, explanation in items
+        ]
+
+        def write(requests: _Requests, tally: _Tally) -> None:
+            _write_results(requests, documents, results_index, refresh, tally)
+
+    else:
+
+        def write(requests: _Requests, tally: _Tally) -> None:
+            _write_in_place(requests, items, use_case, refresh, tally)
+
+    return _write(
+        client,
+        write,
+        mode=mode,
+        results_index=results_index,
+        dry_run=dry_run,
+        items=len(items),
+        budget=budget,
+    )
+
+
+def write_result_documents(
+    client: Elasticsearch,
+    documents: Sequence[tuple[str, dict[str, Any]]],
+    *,
+    mode: AnnotateMode,
+    results_index: str,
+    dry_run: bool = False,
+    refresh: bool | str = False,
+    budget: TimeBudget | None = None,
+) -> WriteReport:
+    """Write ready-made results documents ``(id, source)`` as :func:`write_outliers` writes outliers.
+
+    For models whose results are not one document per event (the rarechild model's alerts); only
+    ``results_index`` and ``none`` modes make sense for them.
+    """
+    mode = AnnotateMode(mode)
+    if mode is AnnotateMode.IN_PLACE:
+        raise ValueError("ready-made results documents cannot be written in place")
+
+    def write(requests: _Requests, tally: _Tally) -> None:
+        _write_results(requests, documents, results_index, refresh, tally)
+
+    return _write(
+        client,
+        write,
+        mode=mode,
+        results_index=results_index,
+        dry_run=dry_run,
+        items=len(documents),
+        budget=budget,
+    )
+
+
+def _write(
+    client: Elasticsearch,
+    write: Callable[[_Requests, _Tally], None],
+    *,
+    mode: AnnotateMode,
+    results_index: str,
+    dry_run: bool,
+    items: int,
+    budget: TimeBudget | None,
+) -> WriteReport:
     index = results_index if mode is AnnotateMode.RESULTS_INDEX else None
     tally = _Tally()
     if mode is AnnotateMode.NONE or dry_run or not items:
-        log.info("annotate: nothing sent (mode=%s, dry_run=%s, %d outliers)", mode.value, dry_run, len(items))
+        log.info("annotate: nothing sent (mode=%s, dry_run=%s, %d outliers)", mode.value, dry_run, items)
     else:
         requests = _Requests(client, budget or TimeBudget())
         try:
-            if mode is AnnotateMode.RESULTS_INDEX:
-                _write_results(requests, items, use_case, results_index, refresh, tally)
-            else:
-                _write_in_place(requests, items, use_case, refresh, tally)
+            write(requests, tally)
         except ConnectorError as error:
             log.error(
                 "annotate aborted (%s) after written=%d unchanged=%d failed=%d of %d outliers",
@@ -393,7 +458,7 @@ def write_outliers(
                 tally.written,
                 tally.unchanged,
                 tally.failed,
-                len(items),
+                items,
             )
             raise
 
@@ -417,7 +482,7 @@ def write_outliers(
             report.written,
             report.unchanged,
             report.failed,
-            len(items),
+            items,
             f" (the response lists the first {len(report.errors)} failures)" if truncated else "",
         )
     return report
@@ -425,18 +490,16 @@ def write_outliers(
 
 def _write_results(
     requests: _Requests,
-    items: Sequence[tuple[Outlier, Explanation | None]],
-    use_case: UseCase,
+    items: Sequence[tuple[str, dict[str, Any]]],
     results_index: str,
     refresh: bool | str,
     tally: _Tally,
 ) -> None:
     documents: dict[str, dict[str, Any]] = {}
-    for outlier, explanation in items:
-        document_id = results_document_id(use_case, outlier)
+    for document_id, document in items:
         if document_id in documents:
             tally.unchanged += 1  # the same outlier twice in one call is still one document
-        documents[document_id] = results_document(use_case, outlier, explanation)
+        documents[document_id] = document
 
     sent = False
     ids = list(documents)
