@@ -28,7 +28,7 @@ from typing import Any
 
 from elasticsearch import ApiError, ConnectionTimeout, Elasticsearch, SSLError, TransportError, helpers
 
-from connector.config import DEFAULT_TIMESTAMP_FIELD, UseCase
+from connector.config import DEFAULT_TIMESTAMP_FIELD, RareChildUseCase, UseCase
 from connector.errors import (
     ConnectorError,
     ElasticsearchAuthError,
@@ -54,8 +54,9 @@ BULK_INITIAL_BACKOFF_S = 1
 MAX_CONFLICT_RETRIES = 3
 
 TEMPLATE_PRIORITY = 200
-# Raise with every change of results_index_template (2: the OsqueryFilter fields Kibana shows, mapped).
-TEMPLATE_VERSION = 2
+# Raise with every change of results_index_template (2: the OsqueryFilter fields Kibana shows, mapped;
+# 3: the rarechild alert fields: score, factors, count, event ids, hosts, first and last time).
+TEMPLATE_VERSION = 3
 DEFAULT_RESULTS_INDEX = "outliers-rare-child"
 # Appended to every write-back failure that stops the writing: what the caller may safely do next.
 RERUN_IS_SAFE = "writes already done are kept and re-running is safe (they are idempotent)"
@@ -200,6 +201,54 @@ def results_document(use_case: UseCase, outlier: Outlier, explanation: Explanati
             first_seen_in_range=explanation.first_seen_in_range,
             top_terms=[{"term": term, "count": count} for term, count in explanation.top_terms],
         )
+    document["outliers"] = outliers
+    return document
+
+
+def alert_document_id(use_case: RareChildUseCase, record: Mapping[str, Any]) -> str:
+    """A rarechild alert's ``_id``: sha256 of use case, first event's ``_index``/``_id``, parent, child.
+
+    A later run that finds the same alert (same first event) rewrites the same document, with its
+    updated count; nothing run-dependent goes in.
+    """
+    parts = [use_case.section, record["_index"], record["_id"], record["aggregator"], record["term"]]
+    encoded = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+def alert_document(
+    use_case: RareChildUseCase, record: Mapping[str, Any], first_hit: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The results document of a rarechild alert: its first event, tagged, with the alert record.
+
+    As for terms outliers, the event's ``_source`` is copied (so Kibana shows its fields) and an
+    ``outliers`` object holds the record: model, use case, score, factors, count, event ids, hosts,
+    first and last time, the texts, and the source event's index and id.
+    """
+    source = first_hit.get("_source") or {}
+    document = copy.deepcopy(dict(source))
+    if "@timestamp" not in document and use_case.timestamp_field != DEFAULT_TIMESTAMP_FIELD:
+        event_time = lookup(source, use_case.timestamp_field)
+        if event_time is not ABSENT and event_time is not None:
+            document["@timestamp"] = copy.deepcopy(event_time)
+    tags = []
+    for tag in [*_as_list(source.get("tags")), OUTLIER_TAG]:
+        if tag not in tags:
+            tags.append(tag)
+    document["tags"] = tags
+    outliers: dict[str, Any] = dict(use_case.extra_options)
+    assets = asset_values(use_case, source)
+    if assets:
+        outliers["assets"] = assets
+    outliers.update(
+        model_name=use_case.model_name,
+        model_type="rarechild",
+        use_case=use_case.section,
+        elasticsearch_filter=use_case.elasticsearch_filter,
+        source_index=record["_index"],
+        source_id=record["_id"],
+        **{key: copy.deepcopy(value) for key, value in record.items() if key not in ("_id", "_index")},
+    )
     document["outliers"] = outliers
     return document
 
@@ -947,6 +996,27 @@ def results_index_template(
                         "host_count": {"type": "long"},
                         "first_seen_in_range": {"type": "boolean"},
                         "top_terms": {"properties": {"term": dict(keyword), "count": {"type": "long"}}},
+                        # rarechild alerts (template version 3)
+                        "score": {"type": "double"},
+                        "threshold": {"type": "double"},
+                        "explanation": {"type": "text", "fields": {"keyword": dict(keyword)}},
+                        "factors": {
+                            "properties": {
+                                "factor": dict(keyword),
+                                "points": {"type": "double"},
+                                "value": {"type": "double"},
+                                "says": {"type": "text"},
+                                "technique": dict(keyword),
+                            }
+                        },
+                        "count": {"type": "long"},
+                        "event_ids": dict(keyword),
+                        "hosts": dict(keyword),
+                        "hosts_seen": {"type": "long"},
+                        "first_time": {"type": "date"},
+                        "last_time": {"type": "date"},
+                        "flagged_events_only": {"type": "boolean"},
+                        "whitelisted_events": {"type": "long"},
                     }
                 },
             },

@@ -22,7 +22,7 @@ from elasticsearch import ConnectionError as EsConnectionError
 from elasticsearch import ConnectionTimeout as EsConnectionTimeout
 from elasticsearch import SSLError as EsSSLError
 
-from connector.config import UseCase
+from connector.config import RareChildUseCase, UseCase
 from connector.errors import (
     ElasticsearchAuthError,
     ElasticsearchTimeoutError,
@@ -32,7 +32,10 @@ from connector.errors import (
     QueryRejectedError,
 )
 from connector.explain import Explanation
+from connector.model.knowledge import Knowledge
+from connector.model.rarechild import GroupCount, text_at
 from connector.model.terms import Entry, Pair, PairCounts, entries_of_event
+from connector.sources.rarechild_queries import flagged_query, outside_home_query, user_writable_query
 from connector.timerange import isoformat_z
 
 log = logging.getLogger(__name__)
@@ -167,6 +170,8 @@ class ElasticsearchSource:
         self.requests = 0
         self.documents_fetched = 0
         self._fields: ResolvedFields | None = None
+        self._path_fields: dict[str, str | None] = {}
+        self._caps: Mapping[str, Mapping[str, Any]] = {}
         self._keys = _PairKeys()
 
     # -- the EventSource protocol -------------------------------------------------------------
@@ -233,6 +238,143 @@ class ElasticsearchSource:
                 self.documents_fetched += 1
                 yield from entries_of_event(use_case, hit, pairs)
 
+    # -- the rarechild model ------------------------------------------------------------------
+
+    def rarechild_groups(
+        self, use_case: RareChildUseCase, knowledge: Knowledge, range_start: datetime | None = None
+    ) -> tuple[list[GroupCount], int]:
+        """Per (parent, child, host) counts with path factors, in one paged composite aggregation.
+
+        :param range_start: with a baseline, where the evaluated range begins: path factors count
+            in-range events only, and each group says how many of its events lie before it
+        """
+        fields = self.resolve_fields(use_case)
+        path = self.path_field(use_case)
+        sources: list[dict[str, Any]] = [
+            {"p": {"terms": {"field": fields.aggregator[0]}}},
+            {"c": {"terms": {"field": fields.target[0]}}},
+        ]
+        if fields.host:
+            sources.append({"h": {"terms": {"field": fields.host, "missing_bucket": True}}})
+        in_range: list[dict[str, Any]] = []
+        sub_aggs: dict[str, Any] = {}
+        if range_start is not None:
+            in_range = [self._range_filter(fields.timestamp, start=range_start)]
+            sub_aggs["in_range"] = {"filter": in_range[0]}
+            sub_aggs["first"] = {"min": {"field": fields.timestamp}}
+        if path:
+            child = fields.target[0]
+            for name, query in (
+                ("uw", user_writable_query(knowledge, path)),
+                ("home", outside_home_query(knowledge, child, path)),
+                ("flagged", flagged_query(knowledge, child, path)),
+            ):
+                sub_aggs[name] = {"filter": {"bool": {"filter": [*in_range, query]}}}
+        groups: list[GroupCount] = []
+        events = 0
+        after: dict[str, Any] | None = None
+        first_page = True
+        while True:
+            composite: dict[str, Any] = {"size": self.composite_page_size, "sources": sources}
+            if after is not None:
+                composite["after"] = after
+            response = self._call(
+                "search",
+                index=self.index,
+                size=0,
+                track_total_hits=first_page,
+                allow_partial_search_results=False,
+                query=self.base_query(use_case),
+                aggs={"groups": {"composite": composite, "aggs": sub_aggs}},
+            )
+            if first_page:
+                events = response["hits"]["total"]["value"]
+                first_page = False
+            aggregation = response.get("aggregations", {}).get("groups", {})
+            buckets = aggregation.get("buckets", [])
+            for bucket in buckets:
+                key = bucket["key"]
+                count = bucket["doc_count"]
+                first = bucket.get("first", {}).get("value")
+                groups.append(
+                    GroupCount(
+                        parent=str(key["p"]),
+                        child=str(key["c"]),
+                        host=None if key.get("h") is None else str(key["h"]),
+                        count=count,
+                        in_range=bucket["in_range"]["doc_count"] if "in_range" in bucket else count,
+                        first_ms=None if first is None else int(first),
+                        user_writable=bucket["uw"]["doc_count"] if path else 0,
+                        outside_home=bucket["home"]["doc_count"] if path else 0,
+                        flagged=bucket["flagged"]["doc_count"] if path else 0,
+                    )
+                )
+            after = aggregation.get("after_key")
+            if not buckets or after is None or len(buckets) < self.composite_page_size:
+                break
+        return groups, events
+
+    def rarechild_hits(
+        self,
+        use_case: RareChildUseCase,
+        knowledge: Knowledge,
+        wanted: dict[Pair, bool],
+        range_start: datetime | None = None,
+    ) -> dict[Pair, list[dict[str, Any]]]:
+        """The in-range events of each stored (parent, child) in ``wanted``, oldest first.
+
+        ``wanted[pair]`` True: only the events that show a path factor.
+        """
+        fields = self.resolve_fields(use_case)
+        path = self.path_field(use_case)
+        found: dict[Pair, list[dict[str, Any]]] = {pair: [] for pair in wanted}
+        for flagged_only in (False, True):
+            pairs = sorted(pair for pair, flag in wanted.items() if flag is flagged_only)
+            if not pairs:
+                continue
+            extra: list[dict[str, Any]] = []
+            if flagged_only:
+                if not path:
+                    continue
+                extra.append(flagged_query(knowledge, fields.target[0], path))
+            clauses = self._pair_clauses(use_case, pairs)
+            for offset in range(0, len(clauses), CLAUSES_PER_SEARCH):
+                batch = clauses[offset : offset + CLAUSES_PER_SEARCH]
+                query = self.base_query(
+                    use_case,
+                    extra=[*extra, {"bool": {"should": batch, "minimum_should_match": 1}}],
+                    start=range_start,
+                )
+                for hit in self._fetch(query, use_case):
+                    self.documents_fetched += 1
+                    source = hit.get("_source") or {}
+                    parent = text_at(source, use_case.aggregator[0])
+                    child = text_at(source, use_case.target[0])
+                    if (parent, child) in found:
+                        found[(parent, child)].append(hit)
+        return found
+
+    def path_field(self, use_case: RareChildUseCase) -> str | None:
+        """The aggregatable field of ``path_field``, or None when the index has none (path factors off)."""
+        if use_case.path_field not in self._path_fields:
+            self.resolve_fields(use_case)
+            caps = self._caps
+            try:
+                resolved: str | None = _aggregatable_field(
+                    caps,
+                    use_case.path_field,
+                    option="path_field",
+                    section=use_case.section,
+                    indices=self.index,
+                )
+            except FieldError:
+                resolved = None
+            self._path_fields[use_case.path_field] = resolved
+        return self._path_fields[use_case.path_field]
+
+    def _range_filter(self, timestamp: str, *, start: datetime) -> dict[str, Any]:
+        return {"range": {timestamp: {"gte": isoformat_z(start), "format": "strict_date_optional_time"}}}
+
     # -- field resolution ---------------------------------------------------------------------
 
     def resolve_fields(self, use_case: UseCase) -> ResolvedFields:
@@ -248,6 +390,7 @@ class ElasticsearchSource:
                 details=[{"index": self.index}],
             )
         caps: Mapping[str, Mapping[str, Any]] = response.get("fields", {})
+        self._caps = caps
         where = ", ".join(indices[:5]) + (" ..." if len(indices) > 5 else "")
 
         def resolve(path: str, option: str) -> str:

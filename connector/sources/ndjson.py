@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from connector.config import UseCase
+from connector.config import RareChildUseCase, UseCase
 from connector.errors import InputError
+from connector.model.fields import event_pairs
+from connector.model.knowledge import Knowledge
+from connector.model.rarechild import GroupCount, text_at
 from connector.model.terms import Entry, Pair, PairCounts, count_event, entries_of_event
 
 Progress = Callable[[int, int], None]
@@ -61,6 +65,76 @@ class NdjsonSource:
     def entries(self, use_case: UseCase, pairs: set[Pair]) -> Iterator[Entry]:
         for hit in self.hits():
             yield from entries_of_event(use_case, hit, pairs)
+
+    def rarechild_groups(
+        self, use_case: RareChildUseCase, knowledge: Knowledge, range_start: datetime | None = None
+    ) -> tuple[list[GroupCount], int]:
+        """Per (parent, child, host) counts with path factors, the whole file being the range."""
+        if range_start is not None:
+            raise ValueError("an NDJSON file is analysed whole: it has no baseline")
+        totals: dict[tuple[str, str, str | None], list[int]] = {}
+        events = 0
+        for hit in self.hits():
+            events += 1
+            source = hit["_source"]
+            pairs = event_pairs(source, aggregator=use_case.aggregator, target=use_case.target)
+            if not pairs:
+                continue
+            host = text_at(source, use_case.host_field)
+            path = text_at(source, use_case.path_field)
+            user_writable = knowledge.is_user_writable(path)
+            for parent, child in dict.fromkeys(pairs):  # an event counts once per pair, as in a bucket
+                outside = knowledge.is_outside_home(child, path)
+                row = totals.setdefault((parent, child, host), [0, 0, 0, 0])
+                row[0] += 1
+                row[1] += user_writable
+                row[2] += outside
+                row[3] += user_writable or outside
+        groups = [
+            GroupCount(
+                parent=parent,
+                child=child,
+                host=host,
+                count=count,
+                in_range=count,
+                first_ms=None,
+                user_writable=user_writable,
+                outside_home=outside,
+                flagged=flagged,
+            )
+            for (parent, child, host), (count, user_writable, outside, flagged) in totals.items()
+        ]
+        return groups, events
+
+    def rarechild_hits(
+        self,
+        use_case: RareChildUseCase,
+        knowledge: Knowledge,
+        wanted: dict[Pair, bool],
+        range_start: datetime | None = None,
+    ) -> dict[Pair, list[dict[str, Any]]]:
+        """The events of each stored (parent, child) spelling in ``wanted``, in file order.
+
+        ``wanted[pair]`` True: only the events that show a path factor.
+        """
+        if range_start is not None:
+            raise ValueError("an NDJSON file is analysed whole: it has no baseline")
+        found: dict[Pair, list[dict[str, Any]]] = {pair: [] for pair in wanted}
+        for hit in self.hits():
+            source = hit["_source"]
+            pairs = event_pairs(source, aggregator=use_case.aggregator, target=use_case.target)
+            if not pairs:
+                continue
+            path = text_at(source, use_case.path_field)
+            for pair in dict.fromkeys(pairs):
+                if pair not in wanted:
+                    continue
+                if wanted[pair] and not (
+                    knowledge.is_user_writable(path) or knowledge.is_outside_home(pair[1], path)
+                ):
+                    continue
+                found[pair].append(hit)
+        return found
 
     def _hit(self, raw: bytes, line_number: int) -> dict[str, Any]:
         try:
