@@ -248,28 +248,8 @@ class ElasticsearchSource:
         :param range_start: with a baseline, where the evaluated range begins: path factors count
             in-range events only, and each group says how many of its events lie before it
         """
-        fields = self.resolve_fields(use_case)
+        sources, sub_aggs = self.rarechild_aggregation(use_case, knowledge, range_start)
         path = self.path_field(use_case)
-        sources: list[dict[str, Any]] = [
-            {"p": {"terms": {"field": fields.aggregator[0]}}},
-            {"c": {"terms": {"field": fields.target[0]}}},
-        ]
-        if fields.host:
-            sources.append({"h": {"terms": {"field": fields.host, "missing_bucket": True}}})
-        in_range: list[dict[str, Any]] = []
-        sub_aggs: dict[str, Any] = {}
-        if range_start is not None:
-            in_range = [self._range_filter(fields.timestamp, start=range_start)]
-            sub_aggs["in_range"] = {"filter": in_range[0]}
-            sub_aggs["first"] = {"min": {"field": fields.timestamp}}
-        if path:
-            child = fields.target[0]
-            for name, query in (
-                ("uw", user_writable_query(knowledge, path)),
-                ("home", outside_home_query(knowledge, child, path)),
-                ("flagged", flagged_query(knowledge, child, path)),
-            ):
-                sub_aggs[name] = {"filter": {"bool": {"filter": [*in_range, query]}}}
         groups: list[GroupCount] = []
         events = 0
         after: dict[str, Any] | None = None
@@ -313,6 +293,34 @@ class ElasticsearchSource:
             if not buckets or after is None or len(buckets) < self.composite_page_size:
                 break
         return groups, events
+
+    def rarechild_aggregation(
+        self, use_case: RareChildUseCase, knowledge: Knowledge, range_start: datetime | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The composite sources and per-bucket sub-aggregations of :meth:`rarechild_groups`."""
+        fields = self.resolve_fields(use_case)
+        path = self.path_field(use_case)
+        sources: list[dict[str, Any]] = [
+            {"p": {"terms": {"field": fields.aggregator[0]}}},
+            {"c": {"terms": {"field": fields.target[0]}}},
+        ]
+        if fields.host:
+            sources.append({"h": {"terms": {"field": fields.host, "missing_bucket": True}}})
+        in_range: list[dict[str, Any]] = []
+        sub_aggs: dict[str, Any] = {}
+        if range_start is not None:
+            in_range = [self._range_filter(fields.timestamp, start=range_start)]
+            sub_aggs["in_range"] = {"filter": in_range[0]}
+            sub_aggs["first"] = {"min": {"field": fields.timestamp}}
+        if path:
+            child = fields.target[0]
+            for name, query in (
+                ("uw", user_writable_query(knowledge, path)),
+                ("home", outside_home_query(knowledge, child, path)),
+                ("flagged", flagged_query(knowledge, child, path)),
+            ):
+                sub_aggs[name] = {"filter": {"bool": {"filter": [*in_range, query]}}}
+        return sources, sub_aggs
 
     def rarechild_hits(
         self,

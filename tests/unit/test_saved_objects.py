@@ -29,6 +29,7 @@ from connector.saved_objects import (
     MINIMUM_KIBANA_VERSION,
     RESULTS_DATA_VIEW_ID,
     RESULTS_SEARCH_ID,
+    SCORED_ALERTS_SEARCH_ID,
     VERSION_LOCK_FILE,
     FieldUse,
     VersionLockError,
@@ -353,7 +354,7 @@ class TestIdsAndReferences:
         assert len(keys) == len(set(keys))
 
     def test_the_expected_objects_are_shipped(self) -> None:
-        """Two data views, two searches, four Lens, one dashboard, under their stable ids."""
+        """Two data views, three searches, four Lens, one dashboard, under their stable ids."""
         assert sorted(key_of(item) for item in OBJECTS) == [
             "dashboard:rcp-dashboard",
             "index-pattern:rcp-dataview-events",
@@ -364,6 +365,7 @@ class TestIdsAndReferences:
             "lens:rcp-lens-top-pairs",
             "search:rcp-search-annotated-events",
             "search:rcp-search-rare-children",
+            "search:rcp-search-scored-alerts",
         ]
 
     def test_external_references_file_is_well_formed(self) -> None:
@@ -709,10 +711,11 @@ class TestDashboard:
                     cells[(column, row)] = panel["panelIndex"]
 
     def test_dashboard_combines_the_visuals_and_the_saved_search(self, dashboard: dict[str, Any]) -> None:
-        """Every Lens object and the results search are panels of the dashboard."""
+        """Every Lens object, the results search and the scored alerts search are panels of the dashboard."""
         targets = {key_of(reference) for reference in dashboard["references"]}
         expected = {key_of(item) for item in OBJECTS if item["type"] == "lens"} | {
-            f"search:{RESULTS_SEARCH_ID}"
+            f"search:{RESULTS_SEARCH_ID}",
+            f"search:{SCORED_ALERTS_SEARCH_ID}",
         }
         assert targets == expected
 
@@ -744,6 +747,7 @@ class TestFields:
             ("column", "outliers.summary"),
             ("sort", "@timestamp"),
             ("breakdown", "outliers.summary.keyword"),
+            ("query", "outliers.model_type"),
         ]
         assert FieldUse("tags", "query") in fields_used(BY_KEY[f"search:{ANNOTATED_EVENTS_SEARCH_ID}"])
         over_time = {(use.role, use.field) for use in fields_used(BY_KEY["lens:rcp-lens-outliers-over-time"])}
@@ -855,7 +859,8 @@ class TestVersionLock:
         first = objects[0]
         changed = dataclasses.replace(first, attributes={**first.attributes, "name": "changed"})
         with pytest.raises(
-            VersionLockError, match=rf"{re.escape(first.key)}: content changed .* set version=2"
+            VersionLockError,
+            match=rf"{re.escape(first.key)}: content changed .* set version={first.version + 1}",
         ):
             build_version_lock([changed, *objects[1:]], previous)
 
@@ -864,9 +869,12 @@ class TestVersionLock:
         objects = saved_objects()
         previous = build_version_lock(objects)
         first = objects[0]
-        changed = dataclasses.replace(first, version=2, attributes={**first.attributes, "name": "changed"})
+        bumped = first.version + 1
+        changed = dataclasses.replace(
+            first, version=bumped, attributes={**first.attributes, "name": "changed"}
+        )
         entry = build_version_lock([changed, *objects[1:]], previous)["objects"][first.key]
-        assert entry["version"] == 2
+        assert entry["version"] == bumped
         assert entry["sha256"] == object_sha256(changed) != previous["objects"][first.key]["sha256"]
 
     def test_a_lower_version_is_refused(self) -> None:
