@@ -538,7 +538,9 @@ def saved_objects(
     results_search = _search(
         RESULTS_SEARCH_ID,
         title="Rare child processes",
-        description="One document per rare child process outlier of the terms model (results index), newest first.",
+        description=(
+            "One document per rare child process outlier of the terms model (results index), newest first."
+        ),
         data_view_id=RESULTS_DATA_VIEW_ID,
         columns=[
             "host.name",
