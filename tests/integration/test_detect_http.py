@@ -47,10 +47,21 @@ def _detect(service: RunningService, body: dict, *, basic: bool = False):
     ],
     ids=["everything", "not-allowed-pattern", "comma-widening", "exclusion", "remote-cluster"],
 )
-def test_index_outside_the_allowed_patterns_is_403(gunicorn_service, index):
-    """Index names that would widen access are refused before any query is sent."""
-    result = _detect(gunicorn_service, {"range": SAMPLE_RANGE, "index": index})
-    assert_error(result, 403, "index_not_allowed")
+def test_index_outside_the_allowed_patterns_is_403(gunicorn_service, gunicorn_service_es_down, index):
+    """Index names that would widen access are refused before any query is sent: a service whose
+    Elasticsearch is a closed port gives the same 403 (any request it sent would end the call in 503)."""
+    for service in (gunicorn_service, gunicorn_service_es_down):
+        error = assert_error(
+            _detect(service, {"range": SAMPLE_RANGE, "index": index}), 403, "index_not_allowed"
+        )
+        assert [detail["path"] for detail in error["details"]] == ["$.index"]
+
+
+def test_an_allowed_index_reaches_elasticsearch(gunicorn_service_es_down):
+    """The control of the test above: an allowed index on the closed-port service does send a query, and
+    gets 503 elasticsearch_unavailable."""
+    body = {"range": SAMPLE_RANGE, "index": f"{SERVICE_INDEX_PREFIX}allowed", "dry_run": True}
+    assert_error(_detect(gunicorn_service_es_down, body), 503, "elasticsearch_unavailable")
 
 
 def test_unknown_use_case_is_404_listing_the_known_ones(gunicorn_service, events_index):
