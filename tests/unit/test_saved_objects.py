@@ -43,111 +43,35 @@ from connector.saved_objects import (
     render_version_lock,
     saved_objects,
 )
+from tests.kibana_api import (
+    CORE_MIGRATION_VERSION,
+    DASHBOARD_KEYS,
+    DASHBOARD_REFRESH_KEYS,
+    IMPORTABLE_TYPES,
+    INDEX_PATTERN_KEYS,
+    LENS_KEYS,
+    LENS_STATE_KEYS,
+    LENS_VISUALIZATION_TYPES,
+    OPTIONAL_ENVELOPE_KEYS,
+    REQUIRED_ENVELOPE_KEYS,
+    SEARCH_KEYS,
+    SEMVER,
+    TYPE_MIGRATION_VERSION,
+    attribute_at,
+    encoded_attribute_paths,
+    saved_object_problems,
+    version_tuple,
+)
+from tests.kibana_api import MINIMUM_KIBANA_VERSION as KIBANA_API_MINIMUM_VERSION
 
 BUNDLE_DIR = Path(__file__).resolve().parents[2] / "kibana_saved_objects"
 BUNDLE_PATH = BUNDLE_DIR / BUNDLE_FILE
 LOCK_PATH = BUNDLE_DIR / VERSION_LOCK_FILE
 EXTERNAL_REFERENCES_PATH = BUNDLE_DIR / "external_references.json"
 
-# --- What Kibana's saved-objects import accepts, restated here so that the tests do not trust the module
-# they check.
-SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
-IMPORTABLE_TYPES = {"index-pattern", "search", "visualization", "lens", "dashboard", "tag"}
-REQUIRED_ENVELOPE_KEYS = {
-    "id",
-    "type",
-    "attributes",
-    "references",
-    "coreMigrationVersion",
-    "typeMigrationVersion",
-}
-OPTIONAL_ENVELOPE_KEYS = {"managed"}
-TYPE_MIGRATION_VERSION = {  # the migration version each type is imported at
-    "index-pattern": "8.0.0",
-    "search": "8.0.0",
-    "visualization": "8.5.0",
-    "lens": "8.9.0",
-    "dashboard": "8.9.0",
-    "tag": "8.0.0",
-}
-CORE_MIGRATION_VERSION = "8.8.0"
+# What Kibana's import accepts lives in tests/kibana_api.py, shared with the Kibana stand-in of the installer
+# tests; what follows are this bundle's own rules.
 LENS_FORM_BASED_MINIMUM = "8.6.0"  # the indexpattern -> formBased rename
-SEARCH_KEYS = {  # the search type's 8.8.0 base schema (forbids unknown keys)
-    "title",
-    "description",
-    "columns",
-    "sort",
-    "grid",
-    "rowHeight",
-    "rowsPerPage",
-    "hideChart",
-    "breakdownField",
-    "kibanaSavedObjectMeta",
-    "isTextBasedQuery",
-    "usesAdHocDataView",
-    "timeRestore",
-    "timeRange",
-    "refreshInterval",
-    "viewMode",
-    "hideAggregatedPreview",
-    "hits",
-    "version",
-}
-DASHBOARD_KEYS = {  # the dashboard type's schema v1 (8.9.0, unknowns forbidden)
-    "title",
-    "description",
-    "kibanaSavedObjectMeta",
-    "timeRestore",
-    "timeFrom",
-    "timeTo",
-    "refreshInterval",
-    "controlGroupInput",
-    "panelsJSON",
-    "optionsJSON",
-    "hits",
-    "version",
-}
-DASHBOARD_REFRESH_KEYS = {"pause", "value", "display", "section"}
-INDEX_PATTERN_KEYS = {  # data views have no schema: stick to what Kibana writes
-    "title",
-    "name",
-    "timeFieldName",
-    "fields",
-    "fieldFormatMap",
-    "fieldAttrs",
-    "runtimeFieldMap",
-    "sourceFilters",
-    "typeMeta",
-    "allowNoIndex",
-    "allowHidden",
-}
-INDEX_PATTERN_JSON_ATTRIBUTES = {
-    "fields": list,
-    "fieldFormatMap": dict,
-    "fieldAttrs": dict,
-    "runtimeFieldMap": dict,
-    "sourceFilters": list,
-    "typeMeta": dict,
-}
-LENS_KEYS = {"title", "description", "visualizationType", "state"}
-LENS_STATE_KEYS = {
-    "datasourceStates",
-    "visualization",
-    "query",
-    "filters",
-    "internalReferences",
-    "adHocDataViews",
-}
-LENS_VISUALIZATION_TYPES = {
-    "lnsXY",
-    "lnsDatatable",
-    "lnsMetric",
-    "lnsPie",
-    "lnsHeatmap",
-    "lnsGauge",
-    "lnsTagcloud",
-    "lnsLegacyMetric",
-}
 DASHBOARD_OPTIONS = {"useMargins", "syncColors", "syncCursor", "syncTooltips", "hidePanelTitles"}
 SEARCH_SOURCE_INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
 LENS_LAYER_REF = "indexpattern-datasource-layer-{}"
@@ -168,10 +92,6 @@ SHOWN_ROLES = {"time field", "field format", "field label", "column", "query", "
 
 def is_aggregating(role: str) -> bool:
     return role.startswith("lens ") or role in AGGREGATING_ROLES
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
 
 
 def template_fields(properties: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -292,6 +212,16 @@ class TestEnvelope:
     """Envelope keys and migration versions: what makes the import accept, migrate and validate a line."""
 
     @pytest.mark.parametrize("saved_object", all_objects())
+    def test_kibana_would_import_it(self, saved_object: dict[str, Any]) -> None:
+        """The checks the Kibana stand-in of the installer tests applies to every uploaded object (envelope,
+        versions, references, schema keys, encoded attributes) find nothing."""
+        assert saved_object_problems(saved_object) == []
+
+    def test_the_shared_checks_stand_in_for_the_minimum_kibana_version(self) -> None:
+        """tests/kibana_api.py judges objects as the Kibana version the bundle declares as its minimum."""
+        assert KIBANA_API_MINIMUM_VERSION == MINIMUM_KIBANA_VERSION
+
+    @pytest.mark.parametrize("saved_object", all_objects())
     def test_envelope_keys(self, saved_object: dict[str, Any]) -> None:
         """All required keys; nothing but ``managed`` besides them (no legacy ``migrationVersion`` next to
         ``typeMigrationVersion``, no export-only fields)."""
@@ -405,25 +335,8 @@ class TestIdsAndReferences:
 def encoded_attributes() -> Iterator[Any]:
     """(object, attribute path, expected JSON type) of every JSON-encoded attribute."""
     for item in OBJECTS:
-        attributes = item["attributes"]
-        paths: list[tuple[str, type]] = []
-        if item["type"] == "index-pattern":
-            paths += [
-                (name, kind) for name, kind in INDEX_PATTERN_JSON_ATTRIBUTES.items() if name in attributes
-            ]
-        if "kibanaSavedObjectMeta" in attributes:
-            paths.append(("kibanaSavedObjectMeta.searchSourceJSON", dict))
-        if item["type"] == "dashboard":
-            paths += [("panelsJSON", list), ("optionsJSON", dict)]
-        for path, kind in paths:
+        for path, kind in encoded_attribute_paths(item):
             yield pytest.param(item, path, kind, id=f"{key_of(item)}-{path}")
-
-
-def attribute_at(attributes: Mapping[str, Any], path: str) -> Any:
-    value: Any = attributes
-    for part in path.split("."):
-        value = value[part]
-    return value
 
 
 class TestEncodedAttributes:
