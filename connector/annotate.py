@@ -429,14 +429,18 @@ def write_outliers(
             (results_document_id(use_case, outlier), results_document(use_case, outlier, explanation))
             for outlier, explanation in items
         ]
+        return write_result_documents(
+            client,
+            documents,
+            mode=mode,
+            results_index=results_index,
+            dry_run=dry_run,
+            refresh=refresh,
+            budget=budget,
+        )
 
-        def write(requests: _Requests, tally: _Tally) -> None:
-            _write_results(requests, documents, results_index, refresh, tally)
-
-    else:
-
-        def write(requests: _Requests, tally: _Tally) -> None:
-            _write_in_place(requests, items, use_case, refresh, tally)
+    def write(requests: _Requests, tally: _Tally) -> None:
+        _write_in_place(requests, items, use_case, refresh, tally)
 
     return _write(
         client,

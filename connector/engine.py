@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from elasticsearch import Elasticsearch
 
 from connector.annotate import AnnotateMode, WriteReport, write_outliers
 from connector.config import AnyUseCase, RareChildUseCase, UseCase, load_use_case
-from connector.explain import Explanation
+from connector.explain import EVENT_FIELDS, Explanation
 from connector.model.fields import ABSENT, lookup
 from connector.model.outlier import Outlier
 from connector.model.terms import Pair, PairCounts, TermsEvaluation
@@ -31,7 +31,7 @@ from connector.rarechild_engine import (
 from connector.sources import EventSource
 from connector.sources.elasticsearch import ElasticsearchSource, TimeBudget
 from connector.sources.ndjson import NdjsonSource, Progress
-from connector.timerange import isoformat_z
+from connector.timerange import TimeWindow, isoformat_z
 
 DEFAULT_RESULTS_INDEX = "outliers-rare-child"
 
@@ -149,20 +149,6 @@ def detect_file_result(
 
 
 # -- detection over Elasticsearch -------------------------------------------------------------
-
-EVENT_FIELDS = {
-    # response key -> osquery field path (looked up case-insensitively in the event)
-    "command_line": "OsqueryFilter.cmdline",
-    "parent_command_line": "OsqueryFilter.parentcmdline",
-    "user": "OsqueryFilter.username",
-    "path": "OsqueryFilter.path",
-    "sha256": "OsqueryFilter.sha256",
-}
-
-
-class TimeWindow(Protocol):
-    start: datetime
-    end: datetime
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,6 +25,7 @@ from connector.annotate import (
 )
 from connector.config import RareChildUseCase
 from connector.errors import RequestValidationError
+from connector.explain import EVENT_FIELDS
 from connector.knowledge import load_knowledge
 from connector.model.knowledge import Knowledge
 from connector.model.rarechild import (
@@ -39,7 +40,7 @@ from connector.model.rarechild import (
     text_at,
 )
 from connector.sources.elasticsearch import ElasticsearchSource, TimeBudget
-from connector.timerange import isoformat_z
+from connector.timerange import TimeWindow, isoformat_z
 
 log = logging.getLogger(__name__)
 
@@ -187,20 +188,6 @@ def _alert(
 
 
 # -- over Elasticsearch -------------------------------------------------------------------------
-
-EVENT_FIELDS = {
-    # response key -> osquery field path (looked up case-insensitively in the alert's first event)
-    "command_line": "OsqueryFilter.cmdline",
-    "parent_command_line": "OsqueryFilter.parentcmdline",
-    "user": "OsqueryFilter.username",
-    "path": "OsqueryFilter.path",
-    "sha256": "OsqueryFilter.sha256",
-}
-
-
-class TimeWindow(Protocol):
-    start: datetime
-    end: datetime
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -187,46 +187,20 @@ class ElasticsearchSource:
         ]
         reconstructible = len(fields.aggregator) == 1 and len(fields.target) == 1
         counts = PairCounts()
-        events = 0
-        after: dict[str, Any] | None = None
-        first = True
-        while True:
-            composite: dict[str, Any] = {"size": self.composite_page_size, "sources": sources}
-            if after is not None:
-                composite["after"] = after
-            response = self._call(
-                "search",
-                index=self.index,
-                size=0,
-                track_total_hits=first,
-                allow_partial_search_results=False,
-                query=self.base_query(use_case),
-                aggs={"pairs": {"composite": composite}},
-            )
-            if first:
-                events = response["hits"]["total"]["value"]
-                first = False
-            aggregation = response.get("aggregations", {}).get("pairs", {})
-            buckets = aggregation.get("buckets", [])
-            if not buckets:
-                break
-            for bucket in buckets:
-                key = bucket["key"]
-                aggregator_values = tuple(key[f"a{i}"] for i in range(len(fields.aggregator)))
-                target_values = tuple(key[f"t{i}"] for i in range(len(fields.target)))
-                pair = (_joined(aggregator_values), _joined(target_values))
-                counts.add(*pair, bucket["doc_count"])
-                if not (
-                    reconstructible
-                    and isinstance(aggregator_values[0], str)
-                    and isinstance(target_values[0], str)
-                ):
-                    self._keys.by_pair.setdefault(pair, []).append((aggregator_values, target_values))
-            after = aggregation.get("after_key")
-            # No pipeline sub-aggregation here, so a short page is the last one (saves a request
-            # that would re-run the whole query only to return nothing).
-            if after is None or len(buckets) < self.composite_page_size:
-                break
+        pages = self._composite_pages(use_case, sources)
+        for bucket in pages:
+            key = bucket["key"]
+            aggregator_values = tuple(key[f"a{i}"] for i in range(len(fields.aggregator)))
+            target_values = tuple(key[f"t{i}"] for i in range(len(fields.target)))
+            pair = (_joined(aggregator_values), _joined(target_values))
+            counts.add(*pair, bucket["doc_count"])
+            if not (
+                reconstructible
+                and isinstance(aggregator_values[0], str)
+                and isinstance(target_values[0], str)
+            ):
+                self._keys.by_pair.setdefault(pair, []).append((aggregator_values, target_values))
+        events = pages.events
         return counts, events
 
     def entries(self, use_case: UseCase, pairs: set[Pair]) -> Iterator[Entry]:
@@ -237,6 +211,15 @@ class ElasticsearchSource:
             for hit in self._fetch(query, use_case):
                 self.documents_fetched += 1
                 yield from entries_of_event(use_case, hit, pairs)
+
+    def _composite_pages(
+        self,
+        use_case: UseCase | RareChildUseCase,
+        sources: list[dict[str, Any]],
+        sub_aggs: Mapping[str, Any] | None = None,
+    ) -> _CompositePages:
+        """Every bucket of a composite aggregation over the use case's events, page after page."""
+        return _CompositePages(self, use_case, sources, dict(sub_aggs or {}))
 
     # -- the rarechild model ------------------------------------------------------------------
 
@@ -251,47 +234,25 @@ class ElasticsearchSource:
         sources, sub_aggs = self.rarechild_aggregation(use_case, knowledge, range_start)
         path = self.path_field(use_case)
         groups: list[GroupCount] = []
-        events = 0
-        after: dict[str, Any] | None = None
-        first_page = True
-        while True:
-            composite: dict[str, Any] = {"size": self.composite_page_size, "sources": sources}
-            if after is not None:
-                composite["after"] = after
-            response = self._call(
-                "search",
-                index=self.index,
-                size=0,
-                track_total_hits=first_page,
-                allow_partial_search_results=False,
-                query=self.base_query(use_case),
-                aggs={"groups": {"composite": composite, "aggs": sub_aggs}},
-            )
-            if first_page:
-                events = response["hits"]["total"]["value"]
-                first_page = False
-            aggregation = response.get("aggregations", {}).get("groups", {})
-            buckets = aggregation.get("buckets", [])
-            for bucket in buckets:
-                key = bucket["key"]
-                count = bucket["doc_count"]
-                first = bucket.get("first", {}).get("value")
-                groups.append(
-                    GroupCount(
-                        parent=str(key["p"]),
-                        child=str(key["c"]),
-                        host=None if key.get("h") is None else str(key["h"]),
-                        count=count,
-                        in_range=bucket["in_range"]["doc_count"] if "in_range" in bucket else count,
-                        first_ms=None if first is None else int(first),
-                        user_writable=bucket["uw"]["doc_count"] if path else 0,
-                        outside_home=bucket["home"]["doc_count"] if path else 0,
-                        flagged=bucket["flagged"]["doc_count"] if path else 0,
-                    )
+        pages = self._composite_pages(use_case, sources, sub_aggs)
+        for bucket in pages:
+            key = bucket["key"]
+            count = bucket["doc_count"]
+            first = bucket.get("first", {}).get("value")
+            groups.append(
+                GroupCount(
+                    parent=str(key["p"]),
+                    child=str(key["c"]),
+                    host=None if key.get("h") is None else str(key["h"]),
+                    count=count,
+                    in_range=bucket["in_range"]["doc_count"] if "in_range" in bucket else count,
+                    first_ms=None if first is None else int(first),
+                    user_writable=bucket["uw"]["doc_count"] if path else 0,
+                    outside_home=bucket["home"]["doc_count"] if path else 0,
+                    flagged=bucket["flagged"]["doc_count"] if path else 0,
                 )
-            after = aggregation.get("after_key")
-            if not buckets or after is None or len(buckets) < self.composite_page_size:
-                break
+            )
+        events = pages.events
         return groups, events
 
     def rarechild_aggregation(
@@ -619,6 +580,57 @@ class ElasticsearchSource:
             return call_elasticsearch(getattr(client, api), **kwargs)
         except ElasticsearchTimeoutError:
             raise self.budget.timeout_error(doing) from None
+
+
+class _CompositePages:
+    """Iterates the buckets of a paged composite aggregation; ``events`` is the first page's hit total.
+
+    Big pages, because each page re-runs the query. With no pipeline sub-aggregation a short page is the
+    last one, which saves a request that would re-run the whole query only to return nothing.
+    """
+
+    def __init__(
+        self,
+        source: ElasticsearchSource,
+        use_case: UseCase | RareChildUseCase,
+        sources: list[dict[str, Any]],
+        sub_aggs: dict[str, Any],
+    ) -> None:
+        self._source = source
+        self._use_case = use_case
+        self._sources = sources
+        self._sub_aggs = sub_aggs
+        self.events = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        source = self._source
+        after: dict[str, Any] | None = None
+        first = True
+        while True:
+            composite: dict[str, Any] = {"size": source.composite_page_size, "sources": self._sources}
+            if after is not None:
+                composite["after"] = after
+            aggregation: dict[str, Any] = {"composite": composite}
+            if self._sub_aggs:
+                aggregation["aggs"] = self._sub_aggs
+            response = source._call(
+                "search",
+                index=source.index,
+                size=0,
+                track_total_hits=first,
+                allow_partial_search_results=False,
+                query=source.base_query(self._use_case),
+                aggs={"pairs": aggregation},
+            )
+            if first:
+                self.events = response["hits"]["total"]["value"]
+                first = False
+            result = response.get("aggregations", {}).get("pairs", {})
+            buckets = result.get("buckets", [])
+            yield from buckets
+            after = result.get("after_key")
+            if not buckets or after is None or len(buckets) < source.composite_page_size:
+                return
 
 
 def call_elasticsearch(method: Callable[..., T], **kwargs: Any) -> T:
