@@ -12,7 +12,7 @@ so its memory is one process's) and measures, in the same run, with several repe
 (c) the scan-everything baseline (``bench/scan.py``, its own process): every event with its full
     ``_source``, counted in Python, the same frontier and whitelist;
 (d) the rarechild model's call (``examples/rarechild.ini``) over the same range, cold and warm, and
-(e) its bare Elasticsearch requests (field caps, the composite pages with path sub-aggregations, the
+(e) its bare Elasticsearch requests (field caps, the pages of its two composite aggregations, the
     fetch of the alerting pairs' events), replayed with the client and timed alone;
 plus the gunicorn worker's peak memory (VmHWM, and VmRSS sampled during (a)) and (c)'s.
 
@@ -56,7 +56,13 @@ from bench.loader import DataSet, LoadReport, describe, ensure_loaded, load_gene
 from bench.scan import memory_kib  # noqa: E402
 from connector.config import RareChildUseCase, UseCase, load_use_case  # noqa: E402
 from connector.knowledge import load_knowledge  # noqa: E402
-from connector.model.rarechild import GroupCount, Population, ScoringSettings, score_pairs  # noqa: E402
+from connector.model.rarechild import (  # noqa: E402
+    GroupCount,
+    PathCount,
+    Population,
+    ScoringSettings,
+    score_pairs,
+)
 from connector.sources.elasticsearch import (  # noqa: E402
     COMPOSITE_PAGE_SIZE,
     FETCH_PAGE_SIZE,
@@ -471,9 +477,9 @@ def rarechild_floor_requests(
 ) -> dict[str, float]:
     """The Elasticsearch requests of one rarechild detection, sent directly; only they are timed.
 
-    The same requests as the service's: field caps, the composite pages with the path sub-aggregations
-    (built by the same source methods), and the fetch of the alerting pairs' events. The scoring in
-    between runs untimed, so the total is Elasticsearch's share alone.
+    The same requests as the service's: field caps, the pages of both composite aggregations (per host,
+    per path; built by the same source method), and the fetch of the alerting pairs' events. The scoring
+    in between runs untimed, so the total is Elasticsearch's share alone.
     """
     knowledge = load_knowledge(use_case.knowledge)
     source = ElasticsearchSource(
@@ -484,55 +490,60 @@ def rarechild_floor_requests(
     client.field_caps(index=index, fields="*", allow_no_indices=True)
     spent += time.perf_counter() - began
     source.resolve_fields(use_case)  # untimed: the request above already paid for it
-    sources, sub_aggs = source.rarechild_aggregation(use_case, knowledge)
+    host_spec, path_spec = source.rarechild_aggregations(use_case)
     query = source.base_query(use_case)
-    groups: list[GroupCount] = []
-    after = None
-    first = True
+    buckets: dict[str, list[dict[str, Any]]] = {"hosts": [], "paths": []}
     pages = 0
-    while True:
-        composite: dict[str, Any] = {"size": COMPOSITE_PAGE_SIZE, "sources": sources}
-        if after is not None:
-            composite["after"] = after
-        began = time.perf_counter()
-        response = client.search(
-            index=index,
-            size=0,
-            track_total_hits=first,
-            allow_partial_search_results=False,
-            query=query,
-            aggs={"groups": {"composite": composite, "aggs": sub_aggs}},
-        )
-        spent += time.perf_counter() - began
-        pages += 1
-        first = False
-        aggregation = response["aggregations"]["groups"]
-        for bucket in aggregation["buckets"]:
-            key = bucket["key"]
-            groups.append(
-                GroupCount(
-                    key["p"],
-                    key["c"],
-                    key.get("h"),
-                    bucket["doc_count"],
-                    bucket["doc_count"],
-                    None,
-                    bucket.get("uw", {}).get("doc_count", 0),
-                    bucket.get("home", {}).get("doc_count", 0),
-                    bucket.get("flagged", {}).get("doc_count", 0),
-                )
+    for name, spec in (("hosts", host_spec), ("paths", path_spec)):
+        if spec is None:
+            continue
+        sources, sub_aggs, _ = spec
+        after = None
+        first = True
+        while True:
+            composite: dict[str, Any] = {"size": COMPOSITE_PAGE_SIZE, "sources": sources}
+            if after is not None:
+                composite["after"] = after
+            aggregation: dict[str, Any] = {"composite": composite}
+            if sub_aggs:
+                aggregation["aggs"] = sub_aggs
+            began = time.perf_counter()
+            response = client.search(
+                index=index,
+                size=0,
+                track_total_hits=first,
+                allow_partial_search_results=False,
+                query=query,
+                aggs={"pairs": aggregation},
             )
-        after = aggregation.get("after_key")
-        if after is None or len(aggregation["buckets"]) < COMPOSITE_PAGE_SIZE:
-            break
+            spent += time.perf_counter() - began
+            pages += 1
+            first = False
+            result = response["aggregations"]["pairs"]
+            buckets[name].extend(result["buckets"])
+            after = result.get("after_key")
+            if after is None or len(result["buckets"]) < COMPOSITE_PAGE_SIZE:
+                break
+    groups = [
+        GroupCount(b["key"]["p"], b["key"]["c"], b["key"].get("h"), b["doc_count"], b["doc_count"], None)
+        for b in buckets["hosts"]
+    ]
+    paths = [
+        PathCount(b["key"]["p"], b["key"]["c"], b["key"].get("x"), b["doc_count"]) for b in buckets["paths"]
+    ]
     settings = ScoringSettings(
         threshold=use_case.score_threshold, smoothing=use_case.smoothing, range_has_baseline=False
     )
-    candidates = score_pairs(Population.from_groups(groups), knowledge, settings)[: use_case.max_alerts]
-    wanted = {raw: candidate.flagged_only for candidate in candidates for raw in candidate.raw_pairs}
+    population = Population.from_counts(groups, paths, knowledge)
+    candidates = score_pairs(population, knowledge, settings)[: use_case.max_alerts]
+    wanted = {
+        raw: frozenset(candidate.flagged_paths) if candidate.flagged_only else None
+        for candidate in candidates
+        for raw in candidate.raw_pairs
+    }
     fetched = 0
     began = time.perf_counter()
-    for hits in source.rarechild_hits(use_case, knowledge, wanted).values():
+    for hits in source.rarechild_hits(use_case, wanted).values():
         fetched += len(hits)
     spent += time.perf_counter() - began
     return {"total_s": spent, "composite_pages": pages, "fetched_documents": fetched}

@@ -27,12 +27,12 @@ from connector.config import RareChildUseCase
 from connector.errors import RequestValidationError
 from connector.explain import EVENT_FIELDS
 from connector.knowledge import load_knowledge
-from connector.model.knowledge import Knowledge
 from connector.model.rarechild import (
     Alert,
     Candidate,
     GroupCount,
     Pair,
+    PathCount,
     Population,
     ScoringSettings,
     build_alert,
@@ -49,15 +49,16 @@ MAX_EVENT_IDS = 100
 
 
 class RareChildSource(Protocol):
-    def rarechild_groups(
-        self, use_case: RareChildUseCase, knowledge: Knowledge, range_start: datetime | None = None
-    ) -> tuple[list[GroupCount], int]: ...
+    """Where the rarechild model's counts and its alerts' events come from (NDJSON or Elasticsearch)."""
+
+    def rarechild_counts(
+        self, use_case: RareChildUseCase, range_start: datetime | None = None
+    ) -> tuple[list[GroupCount], list[PathCount], int]: ...
 
     def rarechild_hits(
         self,
         use_case: RareChildUseCase,
-        knowledge: Knowledge,
-        wanted: dict[Pair, bool],
+        wanted: dict[Pair, frozenset[str] | None],
         range_start: datetime | None = None,
     ) -> dict[Pair, list[dict[str, Any]]]: ...
 
@@ -119,8 +120,8 @@ def run_rarechild(
 ) -> RareChildResult:
     """Score every pair of ``source`` and turn the best into at most ``max_alerts`` alerts."""
     knowledge = load_knowledge(use_case.knowledge)
-    groups, events = source.rarechild_groups(use_case, knowledge, range_start)
-    population = Population.from_groups(groups)
+    groups, paths, events = source.rarechild_counts(use_case, range_start)
+    population = Population.from_counts(groups, paths, knowledge)
     settings = ScoringSettings(
         threshold=use_case.score_threshold,
         smoothing=use_case.smoothing,
@@ -134,8 +135,12 @@ def run_rarechild(
     while len(alerts) < use_case.max_alerts and position < len(candidates):
         batch = candidates[position : position + use_case.max_alerts - len(alerts)]
         position += len(batch)
-        wanted = {raw: candidate.flagged_only for candidate in batch for raw in candidate.raw_pairs}
-        hits = source.rarechild_hits(use_case, knowledge, wanted, range_start)
+        wanted = {
+            raw: frozenset(candidate.flagged_paths) if candidate.flagged_only else None
+            for candidate in batch
+            for raw in candidate.raw_pairs
+        }
+        hits = source.rarechild_hits(use_case, wanted, range_start)
         for candidate in batch:
             alert = _alert(use_case, candidate, hits)
             if alert is None:

@@ -2,9 +2,9 @@
 
 The shipped data lives in ``connector/knowledge/rarechild-knowledge.toml`` (read and validated by
 ``connector.knowledge``); this module only answers questions about it, so the model stays free of I/O.
-Names are compared case-insensitively on the file name; paths with the wildcard semantics of
-Elasticsearch's ``wildcard`` query (``*`` any run of characters, ``?`` one character, case-insensitive),
-so that both sources classify an event alike.
+Names are compared case-insensitively on the file name; paths with shell-like wildcards (``*`` any run
+of characters, backslashes included, ``?`` one character), case-insensitively. Both sources only count
+paths; this module judges them, so an event is classified alike wherever it comes from.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def home_pattern(home: str) -> str:
 
 
 def wildcard_regex(pattern: str) -> re.Pattern[str]:
-    """Elasticsearch ``wildcard`` semantics as a Python regex: ``*`` any run, ``?`` one character."""
+    """A wildcard as a Python regex: ``*`` any run, ``?`` one character, the rest literal."""
     parts = []
     for char in pattern:
         if char == "*":

@@ -43,9 +43,6 @@ class GroupCount:
     :ivar count: events counted (the baseline and the range)
     :ivar in_range: of those, events in the evaluated range
     :ivar first_ms: the earliest counted event (epoch milliseconds), None when unknown
-    :ivar user_writable: in-range events whose executable path is user-writable
-    :ivar outside_home: in-range events of a system binary run from outside its directory
-    :ivar flagged: in-range events with either of the two path factors
     """
 
     parent: str
@@ -54,9 +51,20 @@ class GroupCount:
     count: int
     in_range: int
     first_ms: int | None
-    user_writable: int = 0
-    outside_home: int = 0
-    flagged: int = 0
+
+
+@dataclass(frozen=True)
+class PathCount:
+    """In-range events of one (parent, child) as stored, per executable path (None: no path).
+
+    The model judges each distinct path itself (user-writable? a system binary outside its directory?),
+    so both sources only count, and agree by construction.
+    """
+
+    parent: str
+    child: str
+    path: str | None
+    count: int
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,9 @@ class Factor:
 class Candidate:
     """A pair whose score reaches the threshold, before its events are fetched.
 
-    ``flagged_only``: only the events with a path factor reach the threshold, so only those alert.
-    ``raw_pairs`` are the stored spellings of the pair, for the source to fetch its events.
+    ``flagged_only``: only the events with a path factor reach the threshold, so only those alert, and
+    ``flagged_paths`` are their paths. ``raw_pairs`` are the stored spellings of the pair, for the source
+    to fetch its events.
     """
 
     parent: str
@@ -94,6 +103,7 @@ class Candidate:
     score: float
     factors: tuple[Factor, ...]
     flagged_only: bool
+    flagged_paths: tuple[str, ...]
     events_in_scope: int
     raw_pairs: tuple[Pair, ...]
     hosts_with_pair: int
@@ -128,6 +138,7 @@ class _PairTotals:
     user_writable: int = 0
     outside_home: int = 0
     flagged: int = 0
+    flagged_paths: set[str] = field(default_factory=set)
     hosts: set[str] = field(default_factory=set)
     raw: set[Pair] = field(default_factory=set)
 
@@ -144,7 +155,10 @@ class Population:
     events: int
 
     @classmethod
-    def from_groups(cls, groups: Iterable[GroupCount]) -> Population:
+    def from_counts(
+        cls, groups: Iterable[GroupCount], paths: Iterable[PathCount], knowledge: Knowledge
+    ) -> Population:
+        """Fold the sources' counts; judge each distinct path with ``knowledge``."""
         pairs: dict[Pair, _PairTotals] = {}
         parents: dict[str, int] = {}
         children: dict[str, int] = {}
@@ -161,17 +175,27 @@ class Population:
                 totals.first_ms = (
                     group.first_ms if totals.first_ms is None else min(totals.first_ms, group.first_ms)
                 )
-            totals.user_writable += group.user_writable
-            totals.outside_home += group.outside_home
-            totals.flagged += group.flagged
             totals.raw.add((group.parent, group.child))
             if group.host is not None and group.count:
                 totals.hosts.add(group.host)
                 hosts.add(group.host)
             parents[key[0]] = parents.get(key[0], 0) + group.count
             children[key[1]] = children.get(key[1], 0) + group.count
-            child_uw[key[1]] = child_uw.get(key[1], 0) + group.user_writable
             events += group.count
+        for item in paths:
+            key = (item.parent.lower(), item.child.lower())
+            totals = pairs.get(key)
+            if totals is None or item.path is None:
+                continue
+            user_writable = knowledge.is_user_writable(item.path)
+            outside = knowledge.is_outside_home(key[1], item.path)
+            totals.user_writable += item.count if user_writable else 0
+            totals.outside_home += item.count if outside else 0
+            if user_writable or outside:
+                totals.flagged += item.count
+                totals.flagged_paths.add(item.path)
+            if user_writable:
+                child_uw[key[1]] = child_uw.get(key[1], 0) + item.count
         return cls(pairs, parents, children, child_uw, frozenset(hosts), events)
 
 
@@ -201,6 +225,7 @@ def score_pairs(population: Population, knowledge: Knowledge, settings: ScoringS
                 score=full_score,
                 factors=(*base, *path_factors),
                 flagged_only=flagged_only,
+                flagged_paths=tuple(sorted(totals.flagged_paths)) if flagged_only else (),
                 events_in_scope=in_scope,
                 raw_pairs=tuple(sorted(totals.raw)),
                 hosts_with_pair=len(totals.hosts),

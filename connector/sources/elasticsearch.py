@@ -32,10 +32,9 @@ from connector.errors import (
     QueryRejectedError,
 )
 from connector.explain import Explanation
-from connector.model.knowledge import Knowledge
-from connector.model.rarechild import GroupCount, text_at
+from connector.model.fields import event_pairs
+from connector.model.rarechild import GroupCount, PathCount, text_at
 from connector.model.terms import Entry, Pair, PairCounts, entries_of_event
-from connector.sources.rarechild_queries import flagged_query, outside_home_query, user_writable_query
 from connector.timerange import isoformat_z
 
 log = logging.getLogger(__name__)
@@ -217,24 +216,29 @@ class ElasticsearchSource:
         use_case: UseCase | RareChildUseCase,
         sources: list[dict[str, Any]],
         sub_aggs: Mapping[str, Any] | None = None,
+        *,
+        start: datetime | None = None,
     ) -> _CompositePages:
-        """Every bucket of a composite aggregation over the use case's events, page after page."""
-        return _CompositePages(self, use_case, sources, dict(sub_aggs or {}))
+        """Every bucket of a composite aggregation over the use case's events (from ``start`` when given)."""
+        return _CompositePages(self, use_case, sources, dict(sub_aggs or {}), start)
 
     # -- the rarechild model ------------------------------------------------------------------
 
-    def rarechild_groups(
-        self, use_case: RareChildUseCase, knowledge: Knowledge, range_start: datetime | None = None
-    ) -> tuple[list[GroupCount], int]:
-        """Per (parent, child, host) counts with path factors, in one paged composite aggregation.
+    def rarechild_counts(
+        self, use_case: RareChildUseCase, range_start: datetime | None = None
+    ) -> tuple[list[GroupCount], list[PathCount], int]:
+        """Per (parent, child, host) and per (parent, child, path) counts, in two composite aggregations.
 
-        :param range_start: with a baseline, where the evaluated range begins: path factors count
-            in-range events only, and each group says how many of its events lie before it
+        The paths are counted, not judged: the model decides which are user-writable or outside a system
+        binary's directory, with the same code for both sources.
+
+        :param range_start: with a baseline, where the evaluated range begins: each group says how many
+            of its events lie in the range and when it was first seen; paths count in-range events only
         """
-        sources, sub_aggs = self.rarechild_aggregation(use_case, knowledge, range_start)
-        path = self.path_field(use_case)
         groups: list[GroupCount] = []
-        pages = self._composite_pages(use_case, sources, sub_aggs)
+        paths: list[PathCount] = []
+        (host_sources, host_aggs, _), path_spec = self.rarechild_aggregations(use_case, range_start)
+        pages = self._composite_pages(use_case, host_sources, host_aggs)
         for bucket in pages:
             key = bucket["key"]
             count = bucket["doc_count"]
@@ -247,80 +251,95 @@ class ElasticsearchSource:
                     count=count,
                     in_range=bucket["in_range"]["doc_count"] if "in_range" in bucket else count,
                     first_ms=None if first is None else int(first),
-                    user_writable=bucket["uw"]["doc_count"] if path else 0,
-                    outside_home=bucket["home"]["doc_count"] if path else 0,
-                    flagged=bucket["flagged"]["doc_count"] if path else 0,
                 )
             )
         events = pages.events
-        return groups, events
+        if path_spec is not None:
+            path_sources, _, start = path_spec
+            for bucket in self._composite_pages(use_case, path_sources, start=start):
+                key = bucket["key"]
+                path = key.get("x")
+                paths.append(
+                    PathCount(
+                        str(key["p"]), str(key["c"]), None if path is None else str(path), bucket["doc_count"]
+                    )
+                )
+        return groups, paths, events
 
-    def rarechild_aggregation(
-        self, use_case: RareChildUseCase, knowledge: Knowledge, range_start: datetime | None = None
-    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """The composite sources and per-bucket sub-aggregations of :meth:`rarechild_groups`."""
+    def rarechild_aggregations(
+        self, use_case: RareChildUseCase, range_start: datetime | None = None
+    ) -> tuple[
+        tuple[list[dict[str, Any]], dict[str, Any], datetime | None],
+        tuple[list[dict[str, Any]], dict[str, Any], datetime | None] | None,
+    ]:
+        """The (composite sources, sub-aggregations, query start) of both counts of :meth:`rarechild_counts`.
+
+        The second is None when the index has no ``path_field``.
+        """
         fields = self.resolve_fields(use_case)
         path = self.path_field(use_case)
-        sources: list[dict[str, Any]] = [
+        host_sources: list[dict[str, Any]] = [
             {"p": {"terms": {"field": fields.aggregator[0]}}},
             {"c": {"terms": {"field": fields.target[0]}}},
         ]
         if fields.host:
-            sources.append({"h": {"terms": {"field": fields.host, "missing_bucket": True}}})
-        in_range: list[dict[str, Any]] = []
-        sub_aggs: dict[str, Any] = {}
+            host_sources.append({"h": {"terms": {"field": fields.host, "missing_bucket": True}}})
+        host_aggs: dict[str, Any] = {}
         if range_start is not None:
-            in_range = [self._range_filter(fields.timestamp, start=range_start)]
-            sub_aggs["in_range"] = {"filter": in_range[0]}
-            sub_aggs["first"] = {"min": {"field": fields.timestamp}}
-        if path:
-            child = fields.target[0]
-            for name, query in (
-                ("uw", user_writable_query(knowledge, path)),
-                ("home", outside_home_query(knowledge, child, path)),
-                ("flagged", flagged_query(knowledge, child, path)),
-            ):
-                sub_aggs[name] = {"filter": {"bool": {"filter": [*in_range, query]}}}
-        return sources, sub_aggs
+            host_aggs["in_range"] = {"filter": self._range_filter(fields.timestamp, start=range_start)}
+            host_aggs["first"] = {"min": {"field": fields.timestamp}}
+        if path is None:
+            return (host_sources, host_aggs, None), None
+        path_sources = [
+            {"p": {"terms": {"field": fields.aggregator[0]}}},
+            {"c": {"terms": {"field": fields.target[0]}}},
+            {"x": {"terms": {"field": path, "missing_bucket": True}}},
+        ]
+        return (host_sources, host_aggs, None), (path_sources, {}, range_start)
 
     def rarechild_hits(
         self,
         use_case: RareChildUseCase,
-        knowledge: Knowledge,
-        wanted: dict[Pair, bool],
+        wanted: dict[Pair, frozenset[str] | None],
         range_start: datetime | None = None,
     ) -> dict[Pair, list[dict[str, Any]]]:
         """The in-range events of each stored (parent, child) in ``wanted``, oldest first.
 
-        ``wanted[pair]`` True: only the events that show a path factor.
+        ``wanted[pair]`` a set of paths: only the events run from one of them (the flagged ones).
         """
         fields = self.resolve_fields(use_case)
         path = self.path_field(use_case)
         found: dict[Pair, list[dict[str, Any]]] = {pair: [] for pair in wanted}
-        for flagged_only in (False, True):
-            pairs = sorted(pair for pair, flag in wanted.items() if flag is flagged_only)
-            if not pairs:
+        clauses = self._pair_clauses(use_case, sorted(pair for pair, only in wanted.items() if only is None))
+        for (parent, child), only in sorted(wanted.items()):
+            if only is None:
                 continue
-            extra: list[dict[str, Any]] = []
-            if flagged_only:
-                if not path:
-                    continue
-                extra.append(flagged_query(knowledge, fields.target[0], path))
-            clauses = self._pair_clauses(use_case, pairs)
-            for offset in range(0, len(clauses), CLAUSES_PER_SEARCH):
-                batch = clauses[offset : offset + CLAUSES_PER_SEARCH]
-                query = self.base_query(
-                    use_case,
-                    extra=[*extra, {"bool": {"should": batch, "minimum_should_match": 1}}],
-                    start=range_start,
-                )
-                for hit in self._fetch(query, use_case):
-                    self.documents_fetched += 1
-                    source = hit.get("_source") or {}
-                    parent = text_at(source, use_case.aggregator[0])
-                    child = text_at(source, use_case.target[0])
-                    if (parent, child) in found:
-                        found[(parent, child)].append(hit)
+            if path is None or not only:
+                continue  # no path field: nothing can be flagged
+            clauses.append(
+                {
+                    "bool": {
+                        "filter": [
+                            {"term": {fields.aggregator[0]: parent}},
+                            {"term": {fields.target[0]: child}},
+                            {"terms": {path: sorted(only)}},
+                        ]
+                    }
+                }
+            )
+        for offset in range(0, len(clauses), CLAUSES_PER_SEARCH):
+            batch = clauses[offset : offset + CLAUSES_PER_SEARCH]
+            query = self.base_query(
+                use_case, extra=[{"bool": {"should": batch, "minimum_should_match": 1}}], start=range_start
+            )
+            for hit in self._fetch(query, use_case):
+                self.documents_fetched += 1
+                source = hit.get("_source") or {}
+                pairs = event_pairs(source, aggregator=use_case.aggregator, target=use_case.target) or []
+                event_path = text_at(source, use_case.path_field)
+                for pair in dict.fromkeys(pairs):
+                    if pair in found and (wanted[pair] is None or event_path in wanted[pair]):
+                        found[pair].append(hit)
         return found
 
     def path_field(self, use_case: RareChildUseCase) -> str | None:
@@ -595,11 +614,13 @@ class _CompositePages:
         use_case: UseCase | RareChildUseCase,
         sources: list[dict[str, Any]],
         sub_aggs: dict[str, Any],
+        start: datetime | None = None,
     ) -> None:
         self._source = source
         self._use_case = use_case
         self._sources = sources
         self._sub_aggs = sub_aggs
+        self._start = start
         self.events = 0
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -619,7 +640,7 @@ class _CompositePages:
                 size=0,
                 track_total_hits=first,
                 allow_partial_search_results=False,
-                query=source.base_query(self._use_case),
+                query=source.base_query(self._use_case, start=self._start),
                 aggs={"pairs": aggregation},
             )
             if first:

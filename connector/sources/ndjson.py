@@ -15,8 +15,7 @@ from typing import Any
 from connector.config import RareChildUseCase, UseCase
 from connector.errors import InputError
 from connector.model.fields import event_pairs
-from connector.model.knowledge import Knowledge
-from connector.model.rarechild import GroupCount, text_at
+from connector.model.rarechild import GroupCount, PathCount, text_at
 from connector.model.terms import Entry, Pair, PairCounts, count_event, entries_of_event
 
 Progress = Callable[[int, int], None]
@@ -66,13 +65,14 @@ class NdjsonSource:
         for hit in self.hits():
             yield from entries_of_event(use_case, hit, pairs)
 
-    def rarechild_groups(
-        self, use_case: RareChildUseCase, knowledge: Knowledge, range_start: datetime | None = None
-    ) -> tuple[list[GroupCount], int]:
-        """Per (parent, child, host) counts with path factors, the whole file being the range."""
+    def rarechild_counts(
+        self, use_case: RareChildUseCase, range_start: datetime | None = None
+    ) -> tuple[list[GroupCount], list[PathCount], int]:
+        """Per (parent, child, host) and per (parent, child, path) counts, the whole file being the range."""
         if range_start is not None:
             raise ValueError("an NDJSON file is analysed whole: it has no baseline")
-        totals: dict[tuple[str, str, str | None], list[int]] = {}
+        by_host: dict[tuple[str, str, str | None], int] = {}
+        by_path: dict[tuple[str, str, str | None], int] = {}
         events = 0
         for hit in self.hits():
             events += 1
@@ -82,40 +82,22 @@ class NdjsonSource:
                 continue
             host = text_at(source, use_case.host_field)
             path = text_at(source, use_case.path_field)
-            user_writable = knowledge.is_user_writable(path)
             for parent, child in dict.fromkeys(pairs):  # an event counts once per pair, as in a bucket
-                outside = knowledge.is_outside_home(child, path)
-                row = totals.setdefault((parent, child, host), [0, 0, 0, 0])
-                row[0] += 1
-                row[1] += user_writable
-                row[2] += outside
-                row[3] += user_writable or outside
-        groups = [
-            GroupCount(
-                parent=parent,
-                child=child,
-                host=host,
-                count=count,
-                in_range=count,
-                first_ms=None,
-                user_writable=user_writable,
-                outside_home=outside,
-                flagged=flagged,
-            )
-            for (parent, child, host), (count, user_writable, outside, flagged) in totals.items()
-        ]
-        return groups, events
+                by_host[(parent, child, host)] = by_host.get((parent, child, host), 0) + 1
+                by_path[(parent, child, path)] = by_path.get((parent, child, path), 0) + 1
+        groups = [GroupCount(p, c, h, count, count, None) for (p, c, h), count in by_host.items()]
+        paths = [PathCount(p, c, path, count) for (p, c, path), count in by_path.items()]
+        return groups, paths, events
 
     def rarechild_hits(
         self,
         use_case: RareChildUseCase,
-        knowledge: Knowledge,
-        wanted: dict[Pair, bool],
+        wanted: dict[Pair, frozenset[str] | None],
         range_start: datetime | None = None,
     ) -> dict[Pair, list[dict[str, Any]]]:
         """The events of each stored (parent, child) spelling in ``wanted``, in file order.
 
-        ``wanted[pair]`` True: only the events that show a path factor.
+        ``wanted[pair]`` a set of paths: only the events run from one of them (the flagged ones).
         """
         if range_start is not None:
             raise ValueError("an NDJSON file is analysed whole: it has no baseline")
@@ -129,9 +111,8 @@ class NdjsonSource:
             for pair in dict.fromkeys(pairs):
                 if pair not in wanted:
                     continue
-                if wanted[pair] and not (
-                    knowledge.is_user_writable(path) or knowledge.is_outside_home(pair[1], path)
-                ):
+                only = wanted[pair]
+                if only is not None and path not in only:
                     continue
                 found[pair].append(hit)
         return found

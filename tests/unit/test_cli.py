@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from connector.cli import main
 from connector.config import load_use_cases
 from connector.engine import run
+from connector.knowledge import DEFAULT_KNOWLEDGE
 from connector.sources.ndjson import NdjsonSource
 
 USE_CASE = """\
@@ -239,3 +240,16 @@ def test_rarechild_table_shows_each_alert_and_its_reasons():
         "+5.00",
         "happy_image.jpeg.exe poses as a document (double extension)",
     ]
+
+
+def test_check_knowledge_validates_the_shipped_file_and_names_a_broken_key(tmp_path):
+    shipped = CliRunner().invoke(main, ["check-knowledge"])
+    assert shipped.exit_code == 0, shipped.output
+    assert shipped.output.startswith(f"{DEFAULT_KNOWLEDGE}: valid; ")
+    broken = tmp_path / "mine.toml"
+    text = DEFAULT_KNOWLEDGE.read_text()
+    broken.write_text(text.replace('technique = "T1204.002"', 'technique = "1204"', 1))
+    result = CliRunner().invoke(main, ["check-knowledge", str(broken)])
+    assert result.exit_code == 2
+    assert f"error: {broken}: rules." in result.output
+    assert "'1204' does not match" in result.output

@@ -14,6 +14,7 @@ from connector.config import RareChildUseCase, Whitelist, load_use_case
 from connector.knowledge import load_knowledge
 from connector.model.rarechild import (
     GroupCount,
+    PathCount,
     Population,
     ScoringSettings,
     build_alert,
@@ -28,8 +29,8 @@ def groups() -> list[GroupCount]:
     """19 events on two hosts: N=19, parents explorer 12 / winword 1 / services 6, children chrome 10 /
     winword 2 / cmd 1 / svchost 6 (C=4, P=3, H=2)."""
 
-    def group(parent: str, child: str, host: str, count: int, **paths: int) -> GroupCount:
-        return GroupCount(parent, child, host, count, count, None, **paths)
+    def group(parent: str, child: str, host: str, count: int) -> GroupCount:
+        return GroupCount(parent, child, host, count, count, None)
 
     return [
         group("explorer.exe", "chrome.exe", "A", 6),
@@ -41,13 +42,18 @@ def groups() -> list[GroupCount]:
     ]
 
 
-def score_all(items: list[GroupCount], *, baseline: bool = False) -> dict[tuple[str, str], object]:
+def population(items: list[GroupCount], paths: tuple[PathCount, ...] = ()) -> Population:
+    return Population.from_counts(items, paths, KNOWLEDGE)
+
+
+def score_all(
+    items: list[GroupCount], *, baseline: bool = False, paths: tuple[PathCount, ...] = ()
+) -> dict[tuple[str, str], object]:
     settings = ScoringSettings(
         threshold=-100, smoothing=10, range_has_baseline=baseline, baseline_label="7 d"
     )
     return {
-        candidate.pair: candidate
-        for candidate in score_pairs(Population.from_groups(items), KNOWLEDGE, settings)
+        candidate.pair: candidate for candidate in score_pairs(population(items, paths), KNOWLEDGE, settings)
     }
 
 
@@ -133,15 +139,21 @@ def test_a_pair_without_events_in_the_range_is_never_a_candidate():
 def test_path_factors_alone_alert_only_the_flagged_events():
     # reg.exe under cmd.exe: 10 events, 2 of them from outside System32 (a copied system binary)
     items = [
-        GroupCount("cmd.exe", "reg.exe", "A", 10, 10, None, outside_home=2, flagged=2),
+        GroupCount("cmd.exe", "reg.exe", "A", 10, 10, None),
         GroupCount("explorer.exe", "chrome.exe", "A", 50, 50, None),
     ]
+    copy = "C:\\Diagnostics\\UserTmp\\reg.exe"
+    paths = (
+        PathCount("cmd.exe", "reg.exe", "C:\\Windows\\System32\\reg.exe", 8),
+        PathCount("cmd.exe", "reg.exe", copy, 2),
+    )
     settings = ScoringSettings(threshold=6, smoothing=10, range_has_baseline=False)
-    (candidate,) = score_pairs(Population.from_groups(items), KNOWLEDGE, settings)
+    (candidate,) = score_pairs(population(items, paths), KNOWLEDGE, settings)
     base = sum(f.points for f in candidate.factors if f.name != "system_binary_elsewhere")
     assert base < 6 <= candidate.score
     assert candidate.flagged_only is True
     assert candidate.events_in_scope == 2
+    assert candidate.flagged_paths == (copy,)
     elsewhere = candidate.factors[-1]
     assert (elsewhere.name, elsewhere.points, elsewhere.technique) == (
         "system_binary_elsewhere",
@@ -150,19 +162,18 @@ def test_path_factors_alone_alert_only_the_flagged_events():
     )
     # at a threshold the pair reaches without its path factor, every event alerts
     low = ScoringSettings(threshold=base - 0.01, smoothing=10, range_has_baseline=False)
-    (all_events,) = [
-        c for c in score_pairs(Population.from_groups(items), KNOWLEDGE, low) if c.child == "reg.exe"
-    ]
-    assert (all_events.flagged_only, all_events.events_in_scope) == (False, 10)
+    (all_events,) = [c for c in score_pairs(population(items, paths), KNOWLEDGE, low) if c.child == "reg.exe"]
+    assert (all_events.flagged_only, all_events.events_in_scope, all_events.flagged_paths) == (False, 10, ())
 
 
 def test_a_parent_seen_running_from_a_user_directory_is_a_derived_class():
     items = [
-        GroupCount("explorer.exe", "payload.exe", "A", 1, 1, None, user_writable=1, flagged=1),
+        GroupCount("explorer.exe", "payload.exe", "A", 1, 1, None),
         GroupCount("payload.exe", "cmd.exe", "A", 1, 1, None),
         GroupCount("payload.exe", "tool.exe", "A", 1, 1, None),
     ]
-    scored = score_all(items)
+    dropped = (PathCount("explorer.exe", "payload.exe", "C:\\Users\\ann\\Downloads\\payload.exe", 1),)
+    scored = score_all(items, paths=dropped)
     shell = next(f for f in scored[("payload.exe", "cmd.exe")].factors if f.name == "known_technique")
     assert shell.points == 6
     assert "from_user_directory → shell" in shell.says
@@ -186,8 +197,8 @@ def test_double_extension_and_unexpected_parent_are_name_factors():
 def test_order_is_score_then_parent_then_child_whatever_the_input_order():
     items = [GroupCount(f"p{i}.exe", "c.exe", "A", 1, 1, None) for i in range(5)]
     settings = ScoringSettings(threshold=-100, smoothing=10, range_has_baseline=False)
-    forward = score_pairs(Population.from_groups(items), KNOWLEDGE, settings)
-    backward = score_pairs(Population.from_groups(list(reversed(items))), KNOWLEDGE, settings)
+    forward = score_pairs(population(items), KNOWLEDGE, settings)
+    backward = score_pairs(population(list(reversed(items))), KNOWLEDGE, settings)
     assert (
         [c.pair for c in forward] == [c.pair for c in backward] == [(f"p{i}.exe", "c.exe") for i in range(5)]
     )
