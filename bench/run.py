@@ -625,6 +625,7 @@ def bench_scale(
     rarechild_body = {**body, "use_case": RARECHILD}
     d_cold: list[float] = []
     d_warm: list[float] = []
+    d_dry_cold: list[float] = []
     e_cold: list[dict[str, float]] = []
     e_warm: list[dict[str, float]] = []
     with gunicorn_service(
@@ -649,6 +650,8 @@ def bench_scale(
             seconds, rarechild_response = svc.detect(rarechild_body)
             d_cold.append(seconds)
             d_warm.append(svc.detect(rarechild_body)[0])
+            clear_cache()  # the same detection without writing: how much of (d) the writes take
+            d_dry_cold.append(svc.detect({**rarechild_body, "annotate": "none"})[0])
             clear_cache()
             e_cold.append(rarechild_floor_requests(client, rarechild, index=index, data_set=data_set))
             e_warm.append(rarechild_floor_requests(client, rarechild, index=index, data_set=data_set))
@@ -751,6 +754,8 @@ def bench_scale(
         "rarechild": {
             "d_cold_s": d_cold,
             "d_warm_s": d_warm,
+            "d_no_write_cold_s": d_dry_cold,
+            "d_no_write_cold_median_s": median(d_dry_cold),
             "e_cold": e_cold,
             "e_warm": e_warm,
             "d_cold_median_s": median(d_cold),
@@ -799,13 +804,16 @@ def table(scales: list[dict[str, Any]]) -> list[str]:
             f"| {item['outliers_total']} |"
         )
     rows.append("")
-    rows.append("| scale | rarechild d cold | d warm | e cold | e warm | d/e cold | d/e warm | alerts |")
-    rows.append("|---|---|---|---|---|---|---|---|")
+    rows.append(
+        "| scale | rarechild d cold | d warm | d cold, no write | e cold | e warm | d/e cold | d/e warm "
+        "| alerts |"
+    )
+    rows.append("|---|---|---|---|---|---|---|---|---|")
     for item in scales:
         rare = item["rarechild"]
         rows.append(
             f"| {item['scale']} | {_fmt(rare['d_cold_median_s'], ' s')} "
-            f"| {_fmt(rare['d_warm_median_s'], ' s')} "
+            f"| {_fmt(rare['d_warm_median_s'], ' s')} | {_fmt(rare['d_no_write_cold_median_s'], ' s')} "
             f"| {_fmt(rare['e_cold_median_s'], ' s')} | {_fmt(rare['e_warm_median_s'], ' s')} "
             f"| {_fmt(rare['d_over_e_cold'], '', 2)} | {_fmt(rare['d_over_e_warm'], '', 2)} "
             f"| {len(rare['alerts'])} |"

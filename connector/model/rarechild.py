@@ -182,13 +182,20 @@ class Population:
             parents[key[0]] = parents.get(key[0], 0) + group.count
             children[key[1]] = children.get(key[1], 0) + group.count
             events += group.count
+        judged: dict[tuple[str, str], tuple[bool, bool]] = {}  # the same path recurs under many parents
         for item in paths:
             key = (item.parent.lower(), item.child.lower())
             totals = pairs.get(key)
             if totals is None or item.path is None:
                 continue
-            user_writable = knowledge.is_user_writable(item.path)
-            outside = knowledge.is_outside_home(key[1], item.path)
+            verdict = judged.get((key[1], item.path))
+            if verdict is None:
+                verdict = (
+                    knowledge.is_user_writable(item.path),
+                    knowledge.is_outside_home(key[1], item.path),
+                )
+                judged[(key[1], item.path)] = verdict
+            user_writable, outside = verdict
             totals.user_writable += item.count if user_writable else 0
             totals.outside_home += item.count if outside else 0
             if user_writable or outside:
