@@ -74,6 +74,11 @@ def build_outlier(use_case: UseCase, hit: Mapping[str, Any], observation: Observ
     )
 
 
+def placeholder_paths(template: str) -> list[str]:
+    """The field paths of a template's ``{path}`` placeholders, in order."""
+    return _PLACEHOLDER.findall(template)
+
+
 def fill_placeholders(template: str, fields: Mapping[str, Any]) -> str:
     """Replace each ``{path}`` with the field's value, in ee-outliers' spelling.
 

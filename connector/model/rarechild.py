@@ -20,7 +20,7 @@ from typing import Any
 from connector.config import RareChildUseCase
 from connector.model.fields import ABSENT, lookup
 from connector.model.knowledge import DOUBLE_EXTENSION, FROM_USER_DIRECTORY, Knowledge
-from connector.model.outlier import SUMMARY_WIDTH, fill_placeholders
+from connector.model.outlier import SUMMARY_WIDTH, fill_placeholders, placeholder_paths
 from connector.model.whitelist import event_strings, matches
 
 MODEL_TYPE = "rarechild"
@@ -425,8 +425,20 @@ def build_alert(
     kept = []
     whitelisted = 0
     texts_of_first: tuple[tuple[str, ...], tuple[str, ...], str] | None = None
+    # The texts depend on an event only through its placeholder fields: fill them once per distinct value.
+    event_paths = sorted(
+        {path for template in _templates(use_case) for path in placeholder_paths(template)} - _OVERLAY
+    )
+    filled: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...], str]] = {}
     for hit in hits:
-        texts = alert_texts(use_case, candidate, hit)
+        source = hit.get("_source") or {}
+        key = tuple(repr(lookup(source, path)) for path in event_paths)
+        texts = filled.get(key)
+        if texts is None:
+            texts = filled[key] = alert_texts(use_case, candidate, hit)
+        if not use_case.whitelist and texts_of_first is not None:
+            kept.append(hit)
+            continue
         if use_case.whitelist and matches(
             use_case.whitelist, _whitelist_universe(use_case, candidate, hit, texts)
         ):
@@ -451,6 +463,13 @@ def build_alert(
         summary=summary,
         whitelisted_events=whitelisted,
     )
+
+
+_OVERLAY = frozenset({"aggregator", "term", "score", "explanation", "model_name", "model_type"})
+
+
+def _templates(use_case: RareChildUseCase) -> tuple[str, str, str]:
+    return (use_case.outlier_type, use_case.outlier_reason, use_case.outlier_summary)
 
 
 def alert_texts(

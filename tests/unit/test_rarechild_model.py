@@ -277,3 +277,21 @@ def test_one_whitelist_line_suppresses_a_benign_look_alike(tmp_path):
     mixed = _alert(listed, [*hits, _hit("x1", "2024-01-01T11:00:00.000Z", "WS-1", "cmd /c whoami")])
     assert mixed.event_ids == ["x1"]
     assert mixed.whitelisted_events == 2
+
+
+def test_texts_follow_each_event_when_the_summary_names_an_event_field(tmp_path):
+    """A summary with an event placeholder is filled per event, so a whitelist on it drops only that event."""
+    use_case = _use_case(
+        tmp_path,
+        "outlier_summary={aggregator} ran {OsqueryFilter.cmdline}\n"
+        "[whitelist_regexps]\nbenign=^chrome.exe ran cmd /c benign$\n",
+    )
+    hits = [
+        _hit("e1", "2024-01-01T10:00:00.000Z", "WS-1", "cmd /c benign"),
+        _hit("e2", "2024-01-01T11:00:00.000Z", "WS-1", "cmd /c whoami"),
+        _hit("e3", "2024-01-01T12:00:00.000Z", "WS-1", "cmd /c benign"),
+    ]
+    alert = _alert(use_case, hits)
+    assert alert.event_ids == ["e2"]
+    assert alert.whitelisted_events == 2
+    assert alert.summary == "chrome.exe ran cmd /c whoami"
