@@ -19,7 +19,7 @@ _COMMON_ERRORS = {
 _DETECT_ERRORS = {
     "400": "Malformed JSON, a schema violation (every one listed with its JSON path) or an invalid range.",
     "401": _COMMON_ERRORS["401"],
-    "403": "The index is not covered by the allowed patterns.",
+    "403": "The index, or a concrete index it reaches (through an alias), is outside the allowed patterns.",
     "404": "Unknown use case.",
     "413": "The body is larger than CONNECTOR_MAX_BODY_BYTES.",
     "415": "The body is not declared as application/json.",

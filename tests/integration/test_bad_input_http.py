@@ -37,6 +37,8 @@ from conftest_service import (
     free_loopback_port,
     running_service,
 )
+from elasticsearch import Elasticsearch
+from es_data import create_sample_index
 from test_service_http import assert_error
 
 DETECT = "/api/v1/detect"
@@ -474,6 +476,61 @@ def test_index_names_that_could_widen_access_are_403(gunicorn_service: RunningSe
     message = _problem(_post(gunicorn_service, body), 403, "index_not_allowed", "$.index")
     assert f"is not covered by the allowed patterns ({SERVICE_INDEX_PREFIX}*)" in message
     assert "name one index or pattern inside them, without ','" in message
+
+
+# -- aliases and data streams: the allowed patterns apply to concrete indices -------------------------
+
+#: Outside the allowed patterns (rcp-svc-*): what an alias inside them must not reveal.
+SECRET_INDEX = f"rcp-secret-{uuid.uuid4().hex[:12]}"
+LEAKY_ALIAS = f"{SERVICE_INDEX_PREFIX}alias-{uuid.uuid4().hex[:12]}"
+SAMPLE_RANGE = {"from": "2024-03-04T00:00:00Z", "to": "2024-03-07T00:00:00Z"}
+
+
+@pytest.fixture
+def alias_to_secret(es_client: Elasticsearch) -> Iterator[str]:
+    """``SECRET_INDEX`` holds the sample; ``LEAKY_ALIAS`` (inside the allowed patterns) points at it."""
+    create_sample_index(es_client, SECRET_INDEX, shards=1)
+    try:
+        es_client.indices.put_alias(index=SECRET_INDEX, name=LEAKY_ALIAS)
+        yield LEAKY_ALIAS
+    finally:
+        es_client.options(ignore_status=404).indices.delete(index=SECRET_INDEX)
+
+
+def _assert_secret_untouched(es_client: Elasticsearch, results_index: str) -> None:
+    """Nothing of the secret index was copied into the results index or annotated in place."""
+    es_client.indices.refresh(index=SECRET_INDEX)
+    annotated = es_client.count(index=SECRET_INDEX, query={"exists": {"field": "outliers"}})["count"]
+    assert annotated == 0
+    if es_client.indices.exists(index=results_index):
+        es_client.indices.refresh(index=results_index)
+        query = {"term": {"outliers.source_index": SECRET_INDEX}}
+        copied = es_client.count(index=results_index, query=query)["count"]
+        assert copied == 0
+
+
+@pytest.mark.parametrize("annotate", ["results_index", "in_place"])
+@pytest.mark.parametrize("requested", ["alias", "allowed-pattern"])
+def test_an_alias_inside_the_patterns_to_an_index_outside_is_403_naming_the_index(
+    gunicorn_service: RunningService,
+    es_client: Elasticsearch,
+    service_results_index: str,
+    alias_to_secret: str,
+    requested: str,
+    annotate: str,
+):
+    """The alias name matches rcp-svc-*, the index behind it does not: refused before anything is read,
+    whether the alias is named or matched by the allowed pattern itself; nothing is copied or annotated
+    (the node has no security, so the service's credentials could write anywhere)."""
+    index = alias_to_secret if requested == "alias" else f"{SERVICE_INDEX_PREFIX}*"
+    body = {"range": SAMPLE_RANGE, "index": index, "annotate": annotate}
+    message = _problem(_post(gunicorn_service, body), 403, "index_not_allowed", "$.index")
+    assert message == (
+        f"index {index!r} reaches the concrete index {SECRET_INDEX!r} through alias {LEAKY_ALIAS!r}, which "
+        f"the allowed patterns ({SERVICE_INDEX_PREFIX}*) do not cover: they apply to concrete indices, not "
+        "to alias names; ask for indices inside them, or move the alias"
+    )
+    _assert_secret_untouched(es_client, service_results_index)
 
 
 # -- use-case files the service refuses to start with ---------------------------------------------------

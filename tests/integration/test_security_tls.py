@@ -11,9 +11,12 @@ username/password alternative) works too.
 from __future__ import annotations
 
 import base64
+import json
 import ssl
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,8 @@ from conftest_service import (  # noqa: E402
     ServiceCredentials,
     running_service,
 )
+from elasticsearch import helpers  # noqa: E402
+from es_data import SAMPLE, SAMPLE_MAPPINGS, create_sample_index  # noqa: E402
 from test_service_http import assert_error, assert_valid  # noqa: E402
 
 # The secure fixtures (secure_cluster, secure_service, ...) start a second node:
@@ -195,6 +200,69 @@ def test_reading_a_concrete_index_outside_the_role_is_502_naming_the_privilege(
         f"{_refused_by_the_key(secure_cluster)} on indices [{secure_cluster.indices.outside}], this action "
         "is granted by the index privileges [view_index_metadata,manage,read,all]"
     )
+
+
+@pytest.fixture
+def alias_into_the_role(secure_cluster: SecureCluster) -> Iterator[tuple[str, str]]:
+    """An alias whose name the role (and the allowed patterns) cover, pointing at an index neither does.
+
+    Yields ``(alias, index)``. The role grants read on the alias name, which Elasticsearch takes as read
+    on the index behind it: only the service's own resolution stops the read.
+    """
+    admin = secure_cluster.admin
+    secret = f"rcp-secret-{uuid.uuid4().hex[:12]}"
+    alias = secure_cluster.indices.source_pattern.replace("*", f"alias-{uuid.uuid4().hex[:8]}")
+    create_sample_index(admin, secret, shards=1)
+    try:
+        admin.indices.put_alias(index=secret, name=alias)
+        yield alias, secret
+    finally:
+        admin.options(ignore_status=404).indices.delete(index=secret)
+
+
+def test_an_alias_the_role_covers_to_an_index_outside_is_403_with_the_least_privilege_key(
+    secure_service: RunningService, secure_cluster: SecureCluster, alias_into_the_role: tuple[str, str]
+) -> None:
+    """Over verified https with only the key: the alias is resolved (the read privilege allows it) and
+    the index behind it refused by name, before any event is read."""
+    alias, secret = alias_into_the_role
+    error = assert_error(_detect(secure_service, index=alias, dry_run=True), 403, "index_not_allowed")
+    assert error["message"].startswith(
+        f"index {alias!r} reaches the concrete index {secret!r} through alias {alias!r}, which the allowed "
+        f"patterns ({secure_cluster.indices.prefix}*) do not cover"
+    )
+
+
+def test_a_data_stream_the_role_covers_is_read_through_its_backing_indices(
+    secure_service: RunningService, secure_cluster: SecureCluster
+) -> None:
+    """A data stream's backing indices (.ds-...) are judged by the stream's name: read as an index is."""
+    admin = secure_cluster.admin
+    stream = secure_cluster.indices.source_pattern.replace("*", "stream")
+    template = f"{stream}-template"
+    admin.indices.put_index_template(
+        name=template,
+        index_patterns=[stream],
+        data_stream={},
+        template={"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": SAMPLE_MAPPINGS},
+        priority=500,
+    )
+    try:
+        actions = (
+            {"_op_type": "create", "_index": stream, "_source": json.loads(line)["_source"]}
+            for line in SAMPLE.read_text().splitlines()
+        )
+        _, errors = helpers.bulk(admin, actions, refresh="wait_for", chunk_size=2000)
+        assert errors == []
+        result = _detect(secure_service, index=stream, dry_run=True)
+        assert result.status == 200, result.body
+        outliers = result.json()["outliers"]
+        assert {(o["aggregator"], o["term"]) for o in outliers} == PLANTED
+        assert all(o["_index"].startswith(f".ds-{stream}-") for o in outliers), outliers
+    finally:
+        # The test distribution has no "delete data stream" handler (405); the session node goes with it.
+        admin.options(ignore_status=(404, 405)).indices.delete_data_stream(name=stream)
+        admin.options(ignore_status=(400, 404)).indices.delete_index_template(name=template)
 
 
 def test_a_pattern_matching_only_unreadable_indices_is_422_saying_so(
