@@ -16,7 +16,9 @@ from elasticsearch import ApiError, Elasticsearch, SSLError, TransportError
 
 log = logging.getLogger(__name__)
 
-PROBE_TIMEOUT_SECONDS = 3.0
+#: Well under the second a probe must answer in: a node that cannot confirm our credentials this fast is
+#: not ready (a frozen one would otherwise hold the probe for the whole request timeout).
+PROBE_TIMEOUT_SECONDS = 0.5
 #: What a cluster with security disabled answers to /_security/_authenticate (no handler for it).
 _NO_SECURITY_STATUSES = (400, 404, 405)
 
