@@ -13,6 +13,7 @@ plain ``gunicorn -c gunicorn_conf.py``: non-zero exit, quickly, naming file, sec
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import os
@@ -626,3 +627,60 @@ def test_plain_gunicorn_refuses_a_broken_use_case_file(
     errors = [json.loads(line) for line in output.splitlines() if '"log.level": "error"' in line]
     assert len(errors) == 1, output
     assert errors[0]["message"].startswith(f"error: {expected}"), output
+
+
+# -- routing, transfer codings: nothing but /healthz answers without credentials ------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/nope", 404, "not_found"),
+        ("GET", "/static/app.js", 404, "not_found"),
+        ("GET", "/static/", 404, "not_found"),
+        ("GET", DETECT, 405, "method_not_allowed"),
+        ("POST", "/healthz", 405, "method_not_allowed"),
+        ("POST", "/api/v1//detect", 404, "not_found"),
+        ("POST", "/api//v1/detect", 404, "not_found"),
+        ("GET", "/api/v1/use-cases/", 404, "not_found"),
+    ],
+)
+def test_unknown_paths_and_methods_need_credentials_and_never_redirect(
+    gunicorn_service: RunningService, method: str, path: str, status: int, code: str
+):
+    """Without credentials 401; with them the JSON 404/405. No 3xx (whose Location would be built from the
+    caller's Host header) and no static files."""
+    service = gunicorn_service
+    hostile = {"Host": "attacker.example", "Content-Type": "application/json"}
+    for headers, expected, expected_code in ((hostile, 401, "unauthorized"), (service.bearer, status, code)):
+        result = service.call(method, path, data=b"{}", headers={**hostile, **headers})
+        assert_error(result, expected, expected_code)
+        assert "Location" not in result.headers
+    assert service.call("GET", "/healthz").status == 200
+
+
+def test_a_compressed_transfer_coding_is_501_naming_it(gunicorn_service: RunningService):
+    """'Transfer-Encoding: gzip, chunked' would reach the app still compressed: refused, naming the fix."""
+    payload = gzip.compress(json.dumps({"range": {"from": "now-1h", "to": "now"}}).encode())
+    host, port = gunicorn_service.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(
+            (
+                f"POST {DETECT} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer {gunicorn_service.token}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                f"{len(payload):x}\r\n"
+            ).encode()
+            + payload
+            + b"\r\n0\r\n\r\n"
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 501 "), answer[:300]
+    error = json.loads(body)["error"]
+    assert error["code"] == "unsupported_transfer_coding"
+    assert error["message"] == (
+        "transfer coding 'gzip' is not supported; send the body uncompressed, with Content-Length or "
+        "'Transfer-Encoding: chunked' alone"
+    )
