@@ -14,6 +14,8 @@ from enum import StrEnum
 
 from elasticsearch import ApiError, Elasticsearch, SSLError, TransportError
 
+from connector.sources.elasticsearch import tls_failure_message
+
 log = logging.getLogger(__name__)
 
 #: Well under the second a probe must answer in: a node that cannot confirm our credentials this fast is
@@ -54,11 +56,8 @@ def check_elasticsearch(
             return ElasticsearchCheck.UNAUTHORIZED
         log.warning("readiness: Elasticsearch answered %s", status)
         return ElasticsearchCheck.UNREACHABLE
-    except SSLError:
-        log.warning(
-            "readiness: TLS verification of Elasticsearch's certificate failed; set CONNECTOR_ES_CA_CERTS "
-            "to the PEM file of the CA that signed it"
-        )
+    except SSLError as error:
+        log.warning("readiness: %s", tls_failure_message(error))
         return ElasticsearchCheck.UNREACHABLE
     except TransportError as error:
         log.warning("readiness: Elasticsearch unreachable (%s)", type(error).__name__)

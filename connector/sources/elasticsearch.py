@@ -515,14 +515,29 @@ def call_elasticsearch(method: Callable[..., T], **kwargs: Any) -> T:
         raise translate_api_error(error) from None
 
 
+#: What OpenSSL says when the other side answers a TLS handshake in plain text (versions differ).
+_NOT_TLS_MARKERS = (
+    "wrong version number",
+    "record layer failure",
+    "packet length too long",
+    "unknown protocol",
+)
+
+
 def tls_failure_message(error: Exception) -> str:
-    """What the TLS handshake refused, in the verifier's words, and the fix.
+    """What the TLS handshake refused, in the verifier's words, and the fix (a node answering in plain
+    HTTP is not a certificate problem).
 
     ``str()`` of the client's TLS error is only "TLS error"; its ``message`` has the reason
     ("certificate verify failed: unable to get local issuer certificate"). Neither holds the URL or a
     credential.
     """
     text = str(getattr(error, "message", "") or error)
+    if any(marker in text.lower() for marker in _NOT_TLS_MARKERS):
+        return (
+            "Elasticsearch does not speak TLS on that port (the TLS handshake got a plain-HTTP answer); "
+            "use an http:// CONNECTOR_ES_URL, or enable TLS on Elasticsearch's HTTP layer"
+        )
     marker = "certificate verify failed"
     detail = text[text.find(marker) :].split(" (_ssl", 1)[0] if marker in text else ""
     return (

@@ -296,6 +296,30 @@ def test_without_ca_certs_tls_verification_fails_with_the_fix_and_not_ready(
     assert "set CONNECTOR_ES_CA_CERTS" in secure_service_without_ca.log_text()
 
 
+def test_https_to_a_plain_http_node_says_it_does_not_speak_tls(
+    es_url: str, service_workdir: Path, service_credentials: ServiceCredentials
+) -> None:
+    """https:// pointed at the session's plain-HTTP node is not a CA problem: the detection and the
+    readiness log say the node does not speak TLS and to use http://."""
+    environment = {
+        "CONNECTOR_ES_URL": es_url.replace("http://", "https://", 1),
+        "CONNECTOR_USE_CASES": str(service_workdir / "rare_child.ini"),
+        "CONNECTOR_ALLOWED_INDICES": "rcp-plain-*",
+        "CONNECTOR_RESULTS_INDEX": "rcp-plain-results",
+    }
+    with running_service(service_workdir, environment, service_credentials, workers=1) as service:
+        result = _detect(service, index="rcp-plain-events")
+        error = assert_error(result, 502, "elasticsearch_tls_failed")
+        assert error["message"] == (
+            "Elasticsearch does not speak TLS on that port (the TLS handshake got a plain-HTTP answer); "
+            "use an http:// CONNECTOR_ES_URL, or enable TLS on Elasticsearch's HTTP layer"
+        )
+        assert service.call("GET", "/readyz", headers=service.bearer).status == 503
+        log_text = service.log_text()
+        assert "does not speak TLS on that port" in log_text
+        assert "CONNECTOR_ES_CA_CERTS" not in log_text
+
+
 def test_no_secret_reaches_the_logs_or_the_answers(
     secure_service: RunningService, secure_service_without_ca: RunningService, secure_cluster: SecureCluster
 ) -> None:
