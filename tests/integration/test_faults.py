@@ -704,6 +704,20 @@ class SlowClients:
             sock.close()
 
 
+IN_FLIGHT = 8  # detections sent while the node is frozen; a worker takes any number of them
+
+
+def _workers_detecting(service: RunningService) -> int:
+    """How many worker processes have started one of the IN_FLIGHT detections (after the warm-up call),
+    once all of them have; 0 before that."""
+    starts = [
+        line["process"]["pid"]
+        for line in service.log_lines()
+        if line.get("message", "").startswith("detect terms_rare_childname over")
+    ]
+    return len(set(starts[1:])) if len(starts) >= IN_FLIGHT + 1 else 0
+
+
 def test_probes_answer_within_a_second_with_the_node_frozen_every_worker_busy_and_50_slow_clients(
     running_node: FaultNode,
     events_index: str,
@@ -711,7 +725,7 @@ def test_probes_answer_within_a_second_with_the_node_frozen_every_worker_busy_an
     service_credentials: ServiceCredentials,
     tmp_path: Path,
 ) -> None:
-    """Default workers; the node frozen while a detection per worker (and more) waits on it, and 50
+    """Default workers; the node frozen while detections wait on it in every worker, and 50
     connections idle or trickling a header: /healthz is 200 and /readyz 503 within a second each, every
     time; once the node is back, a normal client's detection is answered while the slow ones stay open."""
     body = {"range": SAMPLE_RANGE, "index": events_index, "dry_run": True}
@@ -721,9 +735,10 @@ def test_probes_answer_within_a_second_with_the_node_frozen_every_worker_busy_an
         assert detect(service, body).status == 200  # warm: field caps and connections made
         slow = SlowClients(service, SLOW_CONNECTIONS)
         try:
-            with running_node.paused(), ThreadPoolExecutor(max_workers=4) as pool:
-                in_flight = [pool.submit(detect, service, body) for _ in range(4)]
-                time.sleep(1.0)  # let each detection reach the frozen node
+            with running_node.paused(), ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool:
+                in_flight = [pool.submit(detect, service, body) for _ in range(IN_FLIGHT)]
+                busy = wait_until(lambda: _workers_detecting(service), "every worker detecting")
+                assert busy >= 2, busy  # both default workers have detections waiting on the node
                 assert not any(call.done() for call in in_flight)
                 statuses = [
                     (probe(service, "/healthz"), probe(service, "/readyz", service.bearer)) for _ in range(5)
@@ -739,4 +754,4 @@ def test_probes_answer_within_a_second_with_the_node_frozen_every_worker_busy_an
             assert slow.thread.is_alive()  # the slow connections were kept open throughout
         finally:
             slow.close()
-    print(f"slow connections closed by the service and reopened: {slow.reopened}")
+    print(f"{busy} workers busy; slow connections closed by the service and reopened: {slow.reopened}")
