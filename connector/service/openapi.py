@@ -25,6 +25,7 @@ _DETECT_ERRORS = {
     "415": "The body is not declared as application/json.",
     "422": "Elasticsearch rejected the query or a configured field cannot be aggregated.",
     "500": _COMMON_ERRORS["500"],
+    "501": "The body was sent with a compressing Transfer-Encoding (gzip, deflate, compress).",
     "502": "Elasticsearch refused the connector's own credentials.",
     "503": "Elasticsearch is unreachable; retry after Retry-After seconds.",
     "504": "Elasticsearch did not answer in time.",

@@ -697,6 +697,7 @@ def test_openapi_document_is_structurally_valid_3_1(client: FlaskClient, schema_
         "415",
         "422",
         "500",
+        "501",
         "502",
         "503",
         "504",
