@@ -10,6 +10,7 @@ stream's name (only that data stream can hold it).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -63,6 +64,7 @@ class IndexScope:
         self.expression = expression
         self.allowed_patterns = allowed_patterns
         self._allowed: frozenset[str] | None = None
+        self._backing: re.Pattern[str] | None = None  # backing indices of the admitted data streams
 
     def admit(self, resolved: Mapping[str, Any]) -> None:
         """Accept the resolution or refuse it.
@@ -74,6 +76,13 @@ class IndexScope:
             if not covered(index.judged_as, self.allowed_patterns):
                 raise self._refusal(index.name, via=index.via)
         self._allowed = frozenset(index.name for index in indices)
+        streams = [re.escape(stream["name"]) for stream in resolved.get("data_streams") or []]
+        # Backing index names: .ds-<data stream>-<yyyy.MM.dd>-<generation>.
+        self._backing = (
+            re.compile(rf"\.ds-(?:{'|'.join(streams)})-\d{{4}}\.\d{{2}}\.\d{{2}}-\d{{6}}")
+            if streams
+            else None
+        )
 
     def check_hit(self, hit: Mapping[str, Any]) -> None:
         """Refuse a fetched document from an index the resolution did not admit (an alias or data
@@ -84,8 +93,11 @@ class IndexScope:
         if self._allowed is None:
             return
         index = str(hit.get("_index"))
-        if index not in self._allowed and not covered(index, self.allowed_patterns):
-            raise self._refusal(index, via=None)
+        # A new index matching the patterns, or a data stream's new backing index after a rollover, is fine.
+        rolled_over = self._backing is not None and self._backing.fullmatch(index) is not None
+        if index in self._allowed or rolled_over or covered(index, self.allowed_patterns):
+            return
+        raise self._refusal(index, via=None)
 
     def _refusal(self, index: str, *, via: str | None) -> IndexNotAllowedError:
         through = f" through alias {via!r}" if via else ""

@@ -50,3 +50,13 @@ def test_a_hit_from_an_index_the_resolution_did_not_admit_is_refused():
     with pytest.raises(IndexNotAllowedError) as refused:
         scope.check_hit({"_index": "secret"})
     assert "'secret'" in refused.value.message
+
+
+def test_a_backing_index_created_by_a_rollover_after_resolving_is_admitted():
+    scope = IndexScope("osquery-ds", PATTERNS)
+    first = ".ds-osquery-ds-2026.12.01-000001"
+    scope.admit({"data_streams": [{"name": "osquery-ds", "backing_indices": [first]}]})
+    scope.check_hit({"_index": ".ds-osquery-ds-2026.12.02-000002"})
+    for other in (".ds-other-2026.12.01-000001", ".ds-osquery-ds-secret-2026.12.01-000001"):
+        with pytest.raises(IndexNotAllowedError):
+            scope.check_hit({"_index": other})
