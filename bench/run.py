@@ -11,6 +11,9 @@ so its memory is one process's) and measures, in the same run, with several repe
     replayed with the client, cold and warm;
 (c) the scan-everything baseline (``bench/scan.py``, its own process): every event with its full
     ``_source``, counted in Python, the same frontier and whitelist;
+(d) the rarechild model's call (``examples/rarechild.ini``) over the same range, cold and warm, and
+(e) its bare Elasticsearch requests (field caps, the pages of its two composite aggregations, the
+    fetch of the alerting pairs' events), replayed with the client and timed alone;
 plus the gunicorn worker's peak memory (VmHWM, and VmRSS sampled during (a)) and (c)'s.
 
 It prints a table with the medians and the ratios a/b, c/a and memory 16x/1x, checks that every
@@ -51,7 +54,15 @@ from elasticsearch import Elasticsearch  # noqa: E402
 
 from bench.loader import DataSet, LoadReport, describe, ensure_loaded, load_generator  # noqa: E402
 from bench.scan import memory_kib  # noqa: E402
-from connector.config import UseCase, load_use_case  # noqa: E402
+from connector.config import RareChildUseCase, UseCase, load_use_case  # noqa: E402
+from connector.knowledge import load_knowledge  # noqa: E402
+from connector.model.rarechild import (  # noqa: E402
+    GroupCount,
+    PathCount,
+    Population,
+    ScoringSettings,
+    score_pairs,
+)
 from connector.sources.elasticsearch import (  # noqa: E402
     COMPOSITE_PAGE_SIZE,
     FETCH_PAGE_SIZE,
@@ -62,6 +73,8 @@ from connector.sources.elasticsearch import (  # noqa: E402
 from scripts import es_node  # noqa: E402
 
 USE_CASES = ROOT / "examples" / "rare_child.ini"
+RARECHILD_USE_CASES = ROOT / "examples" / "rarechild.ini"
+RARECHILD = "rarechild_suspicious_child"
 GUNICORN_CONF = ROOT / "connector" / "service" / "gunicorn_conf.py"
 APP_FACTORY = "connector.service:create_app()"
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -238,7 +251,7 @@ def gunicorn_service(
     env.update(
         {
             "CONNECTOR_ES_URL": es_url,
-            "CONNECTOR_USE_CASES": str(USE_CASES),
+            "CONNECTOR_USE_CASES": f"{USE_CASES},{RARECHILD_USE_CASES}",
             "CONNECTOR_API_TOKENS": token,
             "CONNECTOR_ALLOWED_INDICES": allowed,
             "CONNECTOR_RESULTS_INDEX": results_index,
@@ -463,6 +476,83 @@ def floor_requests(
     }
 
 
+def rarechild_floor_requests(
+    client: Elasticsearch, use_case: RareChildUseCase, *, index: str, data_set: DataSet
+) -> dict[str, float]:
+    """The Elasticsearch requests of one rarechild detection, sent directly; only they are timed.
+
+    The same requests as the service's: field caps, the pages of both composite aggregations (per host,
+    per path; built by the same source method), and the fetch of the alerting pairs' events. The scoring
+    in between runs untimed, so the total is Elasticsearch's share alone.
+    """
+    knowledge = load_knowledge(use_case.knowledge)
+    source = ElasticsearchSource(
+        client, index=index, start=data_set.start, end=data_set.end, host_field=use_case.host_field
+    )
+    spent = 0.0
+    began = time.perf_counter()
+    client.field_caps(index=index, fields="*", allow_no_indices=True)
+    spent += time.perf_counter() - began
+    source.resolve_fields(use_case)  # untimed: the request above already paid for it
+    host_spec, path_spec = source.rarechild_aggregations(use_case)
+    query = source.base_query(use_case)
+    buckets: dict[str, list[dict[str, Any]]] = {"hosts": [], "paths": []}
+    pages = 0
+    for name, spec in (("hosts", host_spec), ("paths", path_spec)):
+        if spec is None:
+            continue
+        sources, sub_aggs, _ = spec
+        after = None
+        first = True
+        while True:
+            composite: dict[str, Any] = {"size": COMPOSITE_PAGE_SIZE, "sources": sources}
+            if after is not None:
+                composite["after"] = after
+            aggregation: dict[str, Any] = {"composite": composite}
+            if sub_aggs:
+                aggregation["aggs"] = sub_aggs
+            began = time.perf_counter()
+            response = client.search(
+                index=index,
+                size=0,
+                track_total_hits=first,
+                allow_partial_search_results=False,
+                query=query,
+                aggs={"pairs": aggregation},
+            )
+            spent += time.perf_counter() - began
+            pages += 1
+            first = False
+            result = response["aggregations"]["pairs"]
+            buckets[name].extend(result["buckets"])
+            after = result.get("after_key")
+            if after is None or len(result["buckets"]) < COMPOSITE_PAGE_SIZE:
+                break
+    groups = [
+        GroupCount(b["key"]["p"], b["key"]["c"], b["key"].get("h"), b["doc_count"], b["doc_count"], None)
+        for b in buckets["hosts"]
+    ]
+    paths = [
+        PathCount(b["key"]["p"], b["key"]["c"], b["key"].get("x"), b["doc_count"]) for b in buckets["paths"]
+    ]
+    settings = ScoringSettings(
+        threshold=use_case.score_threshold, smoothing=use_case.smoothing, range_has_baseline=False
+    )
+    population = Population.from_counts(groups, paths, knowledge)
+    candidates = score_pairs(population, knowledge, settings)[: use_case.max_alerts]
+    wanted = {
+        raw: frozenset(candidate.flagged_paths) if candidate.flagged_only else None
+        for candidate in candidates
+        for raw in candidate.raw_pairs
+    }
+    fetched = 0
+    began = time.perf_counter()
+    for hits in source.rarechild_hits(use_case, wanted).values():
+        fetched += len(hits)
+    spent += time.perf_counter() - began
+    return {"total_s": spent, "composite_pages": pages, "fetched_documents": fetched}
+
+
 # ------------------------------------------------------------------------------------------ (c) the baseline
 
 
@@ -534,6 +624,13 @@ def bench_scale(
     took_cold: list[int] = []
     b_cold: list[dict[str, float]] = []
     b_warm: list[dict[str, float]] = []
+    rarechild = load_use_case(RARECHILD_USE_CASES, RARECHILD)
+    assert isinstance(rarechild, RareChildUseCase)
+    rarechild_body = {**body, "use_case": RARECHILD}
+    d_cold: list[float] = []
+    d_warm: list[float] = []
+    e_cold: list[dict[str, float]] = []
+    e_warm: list[dict[str, float]] = []
     with gunicorn_service(
         es_url, allowed=f"{index_prefix}*", results_index=results_index, workdir=workdir
     ) as svc:
@@ -551,10 +648,19 @@ def bench_scale(
             clear_cache()
             b_cold.append(floor_requests(client, use_case, index=index, data_set=data_set))
             b_warm.append(floor_requests(client, use_case, index=index, data_set=data_set))
+            # (d) the rarechild model's call, against (e) its bare Elasticsearch requests
+            clear_cache()
+            seconds, rarechild_response = svc.detect(rarechild_body)
+            d_cold.append(seconds)
+            d_warm.append(svc.detect(rarechild_body)[0])
+            clear_cache()
+            e_cold.append(rarechild_floor_requests(client, rarechild, index=index, data_set=data_set))
+            e_warm.append(rarechild_floor_requests(client, rarechild, index=index, data_set=data_set))
             print(
                 f"[{data_set.name}] repeat {repeat + 1}/{repeats}: a cold {a_cold[-1]:.3f} s, warm "
                 f"{a_warm[-1]:.3f} s; b cold {b_cold[-1]['total_s']:.3f} s, "
-                f"warm {b_warm[-1]['total_s']:.3f} s",
+                f"warm {b_warm[-1]['total_s']:.3f} s; rarechild d cold {d_cold[-1]:.3f} s, "
+                f"e cold {e_cold[-1]['total_s']:.3f} s",
                 file=sys.stderr,
             )
         peak = svc.memory()
@@ -646,6 +752,21 @@ def bench_scale(
             "c_over_a_cold": ratio(c_median, a_cold_median),
             "c_over_a_warm": ratio(c_median, a_warm_median),
         },
+        "rarechild": {
+            "d_cold_s": d_cold,
+            "d_warm_s": d_warm,
+            "e_cold": e_cold,
+            "e_warm": e_warm,
+            "d_cold_median_s": median(d_cold),
+            "d_warm_median_s": median(d_warm),
+            "e_cold_median_s": median([item["total_s"] for item in e_cold]),
+            "e_warm_median_s": median([item["total_s"] for item in e_warm]),
+            "d_over_e_cold": ratio(median(d_cold), median([item["total_s"] for item in e_cold])),
+            "d_over_e_warm": ratio(median(d_warm), median([item["total_s"] for item in e_warm])),
+            "alerts": [f"{o['aggregator']} -> {o['term']}" for o in rarechild_response["outliers"]]
+            if d_cold
+            else [],
+        },
         "outliers_total": response["outliers_total"],
         "outliers": sorted(f"{parent} -> {child}" for parent, child in found),
         "problems": problems,
@@ -681,6 +802,18 @@ def table(scales: list[dict[str, Any]]) -> list[str]:
             f"| {_fmt(None if item['c']['peak_kib'] is None else item['c']['peak_kib'] / 1024, '', 1)} "
             f"| {item['outliers_total']} |"
         )
+    rows.append("")
+    rows.append("| scale | rarechild d cold | d warm | e cold | e warm | d/e cold | d/e warm | alerts |")
+    rows.append("|---|---|---|---|---|---|---|---|")
+    for item in scales:
+        rare = item["rarechild"]
+        rows.append(
+            f"| {item['scale']} | {_fmt(rare['d_cold_median_s'], ' s')} "
+            f"| {_fmt(rare['d_warm_median_s'], ' s')} "
+            f"| {_fmt(rare['e_cold_median_s'], ' s')} | {_fmt(rare['e_warm_median_s'], ' s')} "
+            f"| {_fmt(rare['d_over_e_cold'], '', 2)} | {_fmt(rare['d_over_e_warm'], '', 2)} "
+            f"| {len(rare['alerts'])} |"
+        )
     return rows
 
 
@@ -702,6 +835,10 @@ def summary(scales: list[dict[str, Any]]) -> dict[str, Any]:
         if "memory_16x_over_1x" in out
         else None,
         "planted_found_whitelisted_suppressed": not any(item["problems"] for item in scales),
+        "rarechild_d_over_e_le_1.5": all(
+            (item["rarechild"]["d_over_e_cold"] or 99) <= 1.5 for item in scales
+        ),
+        "rarechild_under_1s_at_1x": bool(first and (first["rarechild"]["d_cold_median_s"] or 99) < 1.0),
     }
     return out
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from elasticsearch import ApiError, ConnectionTimeout, Elasticsearch, SSLError, TransportError, helpers
 
-from connector.config import DEFAULT_TIMESTAMP_FIELD, UseCase
+from connector.config import DEFAULT_TIMESTAMP_FIELD, RareChildUseCase, UseCase
 from connector.errors import (
     ConnectorError,
     ElasticsearchAuthError,
@@ -54,8 +54,9 @@ BULK_INITIAL_BACKOFF_S = 1
 MAX_CONFLICT_RETRIES = 3
 
 TEMPLATE_PRIORITY = 200
-# Raise with every change of results_index_template (2: the OsqueryFilter fields Kibana shows, mapped).
-TEMPLATE_VERSION = 2
+# Raise with every change of results_index_template (2: the OsqueryFilter fields Kibana shows, mapped;
+# 3: the rarechild alert fields: score, factors, count, event ids, hosts, first and last time).
+TEMPLATE_VERSION = 3
 DEFAULT_RESULTS_INDEX = "outliers-rare-child"
 # Appended to every write-back failure that stops the writing: what the caller may safely do next.
 RERUN_IS_SAFE = "writes already done are kept and re-running is safe (they are idempotent)"
@@ -200,6 +201,54 @@ def results_document(use_case: UseCase, outlier: Outlier, explanation: Explanati
             first_seen_in_range=explanation.first_seen_in_range,
             top_terms=[{"term": term, "count": count} for term, count in explanation.top_terms],
         )
+    document["outliers"] = outliers
+    return document
+
+
+def alert_document_id(use_case: RareChildUseCase, record: Mapping[str, Any]) -> str:
+    """A rarechild alert's ``_id``: sha256 of use case, first event's ``_index``/``_id``, parent, child.
+
+    A later run that finds the same alert (same first event) rewrites the same document, with its
+    updated count; nothing run-dependent goes in.
+    """
+    parts = [use_case.section, record["_index"], record["_id"], record["aggregator"], record["term"]]
+    encoded = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+def alert_document(
+    use_case: RareChildUseCase, record: Mapping[str, Any], first_hit: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The results document of a rarechild alert: its first event, tagged, with the alert record.
+
+    As for terms outliers, the event's ``_source`` is copied (so Kibana shows its fields) and an
+    ``outliers`` object holds the record: model, use case, score, factors, count, event ids, hosts,
+    first and last time, the texts, and the source event's index and id.
+    """
+    source = first_hit.get("_source") or {}
+    document = copy.deepcopy(dict(source))
+    if "@timestamp" not in document and use_case.timestamp_field != DEFAULT_TIMESTAMP_FIELD:
+        event_time = lookup(source, use_case.timestamp_field)
+        if event_time is not ABSENT and event_time is not None:
+            document["@timestamp"] = copy.deepcopy(event_time)
+    tags = []
+    for tag in [*_as_list(source.get("tags")), OUTLIER_TAG]:
+        if tag not in tags:
+            tags.append(tag)
+    document["tags"] = tags
+    outliers: dict[str, Any] = dict(use_case.extra_options)
+    assets = asset_values(use_case, source)
+    if assets:
+        outliers["assets"] = assets
+    outliers.update(
+        model_name=use_case.model_name,
+        model_type="rarechild",
+        use_case=use_case.section,
+        elasticsearch_filter=use_case.elasticsearch_filter,
+        source_index=record["_index"],
+        source_id=record["_id"],
+        **{key: copy.deepcopy(value) for key, value in record.items() if key not in ("_id", "_index")},
+    )
     document["outliers"] = outliers
     return document
 
@@ -375,17 +424,86 @@ def write_outliers(
         for a whole request (a per-document refusal is reported in the ``WriteReport`` instead)
     """
     mode = AnnotateMode(mode)
+    if mode is AnnotateMode.RESULTS_INDEX:
+        documents = [
+            (results_document_id(use_case, outlier), results_document(use_case, outlier, explanation))
+            for outlier, explanation in items
+        ]
+        return write_result_documents(
+            client,
+            documents,
+            mode=mode,
+            results_index=results_index,
+            dry_run=dry_run,
+            refresh=refresh,
+            budget=budget,
+        )
+
+    def write(requests: _Requests, tally: _Tally) -> None:
+        _write_in_place(requests, items, use_case, refresh, tally)
+
+    return _write(
+        client,
+        write,
+        mode=mode,
+        results_index=results_index,
+        dry_run=dry_run,
+        items=len(items),
+        budget=budget,
+    )
+
+
+def write_result_documents(
+    client: Elasticsearch,
+    documents: Sequence[tuple[str, dict[str, Any]]],
+    *,
+    mode: AnnotateMode,
+    results_index: str,
+    dry_run: bool = False,
+    refresh: bool | str = False,
+    budget: TimeBudget | None = None,
+) -> WriteReport:
+    """Write ready-made results documents ``(id, source)`` as :func:`write_outliers` writes outliers.
+
+    For models whose results are not one document per event (the rarechild model's alerts); only
+    ``results_index`` and ``none`` modes make sense for them.
+    """
+    mode = AnnotateMode(mode)
+    if mode is AnnotateMode.IN_PLACE:
+        raise ValueError("ready-made results documents cannot be written in place")
+
+    def write(requests: _Requests, tally: _Tally) -> None:
+        _write_results(requests, documents, results_index, refresh, tally)
+
+    return _write(
+        client,
+        write,
+        mode=mode,
+        results_index=results_index,
+        dry_run=dry_run,
+        items=len(documents),
+        budget=budget,
+    )
+
+
+def _write(
+    client: Elasticsearch,
+    write: Callable[[_Requests, _Tally], None],
+    *,
+    mode: AnnotateMode,
+    results_index: str,
+    dry_run: bool,
+    items: int,
+    budget: TimeBudget | None,
+) -> WriteReport:
     index = results_index if mode is AnnotateMode.RESULTS_INDEX else None
     tally = _Tally()
     if mode is AnnotateMode.NONE or dry_run or not items:
-        log.info("annotate: nothing sent (mode=%s, dry_run=%s, %d outliers)", mode.value, dry_run, len(items))
+        log.info("annotate: nothing sent (mode=%s, dry_run=%s, %d outliers)", mode.value, dry_run, items)
     else:
         requests = _Requests(client, budget or TimeBudget())
         try:
-            if mode is AnnotateMode.RESULTS_INDEX:
-                _write_results(requests, items, use_case, results_index, refresh, tally)
-            else:
-                _write_in_place(requests, items, use_case, refresh, tally)
+            write(requests, tally)
         except ConnectorError as error:
             log.error(
                 "annotate aborted (%s) after written=%d unchanged=%d failed=%d of %d outliers",
@@ -393,7 +511,7 @@ def write_outliers(
                 tally.written,
                 tally.unchanged,
                 tally.failed,
-                len(items),
+                items,
             )
             raise
 
@@ -417,7 +535,7 @@ def write_outliers(
             report.written,
             report.unchanged,
             report.failed,
-            len(items),
+            items,
             f" (the response lists the first {len(report.errors)} failures)" if truncated else "",
         )
     return report
@@ -425,18 +543,16 @@ def write_outliers(
 
 def _write_results(
     requests: _Requests,
-    items: Sequence[tuple[Outlier, Explanation | None]],
-    use_case: UseCase,
+    items: Sequence[tuple[str, dict[str, Any]]],
     results_index: str,
     refresh: bool | str,
     tally: _Tally,
 ) -> None:
     documents: dict[str, dict[str, Any]] = {}
-    for outlier, explanation in items:
-        document_id = results_document_id(use_case, outlier)
+    for document_id, document in items:
         if document_id in documents:
             tally.unchanged += 1  # the same outlier twice in one call is still one document
-        documents[document_id] = results_document(use_case, outlier, explanation)
+        documents[document_id] = document
 
     sent = False
     ids = list(documents)
@@ -884,6 +1000,27 @@ def results_index_template(
                         "host_count": {"type": "long"},
                         "first_seen_in_range": {"type": "boolean"},
                         "top_terms": {"properties": {"term": dict(keyword), "count": {"type": "long"}}},
+                        # rarechild alerts (template version 3)
+                        "score": {"type": "double"},
+                        "threshold": {"type": "double"},
+                        "explanation": {"type": "text", "fields": {"keyword": dict(keyword)}},
+                        "factors": {
+                            "properties": {
+                                "factor": dict(keyword),
+                                "points": {"type": "double"},
+                                "value": {"type": "double"},
+                                "says": {"type": "text"},
+                                "technique": dict(keyword),
+                            }
+                        },
+                        "count": {"type": "long"},
+                        "event_ids": dict(keyword),
+                        "hosts": dict(keyword),
+                        "hosts_seen": {"type": "long"},
+                        "first_time": {"type": "date"},
+                        "last_time": {"type": "date"},
+                        "flagged_events_only": {"type": "boolean"},
+                        "whitelisted_events": {"type": "long"},
                     }
                 },
             },

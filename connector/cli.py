@@ -31,6 +31,7 @@ from connector.engine import (
 )
 from connector.errors import ConnectorError
 from connector.kibana import kibana_command, kibana_connector_command
+from connector.knowledge import load_knowledge
 from connector.loading import load_events
 from connector.report import render_table
 from connector.service.catalog import load_catalog
@@ -308,6 +309,22 @@ def load(events_path: Path, index: str, es_url: str | None) -> None:
     if report.failed:
         click.echo(f"error: {report.failed} event(s) could not be indexed", err=True)
         sys.exit(EXIT_WRITES_FAILED)
+
+
+@main.command("check-knowledge")
+@click.argument("path", required=False, type=_EXISTING_FILE)
+def check_knowledge(path: Path | None) -> None:
+    """Validate a rarechild knowledge file (default: the shipped one) and say what it defines."""
+    try:
+        knowledge = load_knowledge(path)
+    except ConnectorError as error:
+        _fail(error)
+    members = sum(len(item.members) for item in knowledge.classes.values())
+    click.echo(
+        f"{knowledge.source}: valid; {len(knowledge.classes)} classes ({members} names), "
+        f"{len(knowledge.rules)} rules, {len(knowledge.system_homes)} system binaries and their homes, "
+        f"{len(knowledge.user_writable_patterns)} user-writable path patterns"
+    )
 
 
 @main.group()

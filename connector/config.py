@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from connector.errors import ConfigError, UnknownUseCaseError
+from connector.knowledge import load_knowledge
 
 log = logging.getLogger(__name__)
 
 EnumT = TypeVar("EnumT", bound=StrEnum)
 
 TERMS_PREFIX = "terms"
+RARECHILD_PREFIX = "rarechild_"
 WHITELIST_LITERALS = "whitelist_literals"
 WHITELIST_REGEXPS = "whitelist_regexps"
 DEFAULT_TIMESTAMP_FIELD = "@timestamp"
@@ -171,18 +173,92 @@ class UseCase:
         return self.section[6:]
 
 
+# Options a rarechild use case understands; others are copied into its records as for terms.
+RARECHILD_OPTIONS = frozenset(
+    {
+        "es_query_filter",
+        "es_dsl_filter",
+        "timestamp_field",
+        "es_index",
+        "aggregator",
+        "target",
+        "host_field",
+        "path_field",
+        "knowledge",
+        "score_threshold",
+        "max_alerts",
+        "smoothing",
+        "outlier_type",
+        "outlier_reason",
+        "outlier_summary",
+        "run_model",
+        "test_model",
+        "should_notify",
+    }
+)
+DEFAULT_PATH_FIELD = "OsqueryFilter.path"
+DEFAULT_SCORE_THRESHOLD = 10.0
+DEFAULT_MAX_ALERTS = 20
+DEFAULT_SMOOTHING = 10.0
+DEFAULT_RARECHILD_TYPE = "process execution"
+DEFAULT_RARECHILD_REASON = "rare and suspicious child process"
+DEFAULT_RARECHILD_SUMMARY = "{aggregator} started {term}: {explanation}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RareChildUseCase:
+    """One ``[rarechild_*]`` section, validated: the scored model (docs/rarechild.md).
+
+    It shares the terms model's filters, field options, whitelists and texts; ``knowledge`` is the path
+    of its prior-knowledge file (None: the shipped one).
+    """
+
+    section: str
+    source_path: str
+    aggregator: tuple[str, ...]
+    target: tuple[str, ...]
+    es_query_filter: str | None = None
+    es_dsl_filter: tuple[Mapping[str, Any], ...] | None = None
+    elasticsearch_filter: str = ""
+    timestamp_field: str = DEFAULT_TIMESTAMP_FIELD
+    es_index: str | None = None
+    host_field: str = DEFAULT_HOST_FIELD
+    path_field: str = DEFAULT_PATH_FIELD
+    knowledge: str | None = None
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD
+    max_alerts: int = DEFAULT_MAX_ALERTS
+    smoothing: float = DEFAULT_SMOOTHING
+    outlier_type: str = DEFAULT_RARECHILD_TYPE
+    outlier_reason: str = DEFAULT_RARECHILD_REASON
+    outlier_summary: str = DEFAULT_RARECHILD_SUMMARY
+    run_model: bool = True
+    test_model: bool = False
+    should_notify: bool = False
+    extra_options: tuple[tuple[str, str], ...] = ()
+    assets: tuple[tuple[str, str], ...] = ()
+    whitelist: Whitelist = field(default_factory=Whitelist)
+
+    @property
+    def model_name(self) -> str:
+        """The section name without ``rarechild_``."""
+        return self.section[len(RARECHILD_PREFIX) :]
+
+
+AnyUseCase = UseCase | RareChildUseCase
+
+
 @dataclass(frozen=True)
 class UseCaseFile:
     path: str
-    use_cases: tuple[UseCase, ...]
+    use_cases: tuple[AnyUseCase, ...]
 
-    def select(self, name: str | None = None) -> UseCase:
+    def select(self, name: str | None = None) -> AnyUseCase:
         """The use case called ``name`` (section name, or model name without ``terms_``).
 
         Without a name: the first use case of the file.
         """
         if not self.use_cases:
-            raise ConfigError("no [terms_*] use case in this file", path=self.path)
+            raise ConfigError("no [terms_*] or [rarechild_*] use case in this file", path=self.path)
         if name is None:
             return self.use_cases[0]
         for use_case in self.use_cases:
@@ -208,18 +284,20 @@ def load_use_cases(path: str | Path, global_settings: GlobalSettings | None = No
         regexps=_regex_entries(parser, path, invalid="error"),
     )
     whitelist = file_whitelist.combined(settings.whitelist)
-    use_cases = []
+    use_cases: list[AnyUseCase] = []
     for section in parser.sections():
         if section.startswith(TERMS_PREFIX):
             use_cases.append(_use_case(parser[section], path, settings, whitelist))
+        elif section.startswith(RARECHILD_PREFIX):
+            use_cases.append(_rarechild_use_case(parser[section], path, settings, whitelist))
         elif section not in (WHITELIST_LITERALS, WHITELIST_REGEXPS):
-            log.warning("%s: [%s] is not a terms use case; ignored", path, section)
+            log.warning("%s: [%s] is not a terms or rarechild use case; ignored", path, section)
     return UseCaseFile(str(path), tuple(use_cases))
 
 
 def load_use_case(
     path: str | Path, name: str | None = None, *, global_config_path: str | Path | None = None
-) -> UseCase:
+) -> AnyUseCase:
     """One use case of a file (see :meth:`UseCaseFile.select`), with an optional global file."""
     global_settings = load_global_settings(global_config_path) if global_config_path else None
     return load_use_cases(path, global_settings).select(name)
@@ -284,54 +362,68 @@ def _parse_errors(error: configparser.ParsingError) -> Iterable[tuple[int, str]]
         yield lineno, str(line)
 
 
+class _SectionReader:
+    """Reads one section's options, turning every problem into a ConfigError naming file, section, option."""
+
+    def __init__(self, section: configparser.SectionProxy, path: str | Path) -> None:
+        self.section = section
+        self.path = path
+
+    def fail(self, option: str, reason: str) -> ConfigError:
+        return ConfigError(reason, path=self.path, section=self.section.name, option=option)
+
+    def required(self, option: str) -> str:
+        if option not in self.section:
+            raise self.fail(option, f"required option is missing; add a line '{option}=...' to this section")
+        return self.section[option]
+
+    def choice(self, option: str, enum: type[EnumT]) -> EnumT:
+        value = self.required(option).strip()
+        try:
+            return enum(value)
+        except ValueError:
+            allowed = ", ".join(member.value for member in enum)
+            raise self.fail(option, f"unknown value {value!r}; allowed: {allowed}") from None
+
+    def boolean(self, option: str, default: bool) -> bool:
+        if option not in self.section:
+            return default
+        try:
+            return self.section.getboolean(option)
+        except ValueError:
+            allowed = "use 1/0, yes/no, true/false or on/off"
+            raise self.fail(option, f"{self.section[option]!r} is not a boolean; {allowed}") from None
+
+    def filters(self) -> tuple[str | None, tuple[Mapping[str, Any], ...] | None, str]:
+        """``es_query_filter``, ``es_dsl_filter`` and the one ee-outliers records (the last given)."""
+        es_query_filter = self.section.get("es_query_filter")
+        es_dsl_filter = None
+        elasticsearch_filter = ""
+        for option, value in self.section.items():
+            if option == "es_query_filter":
+                elasticsearch_filter = value
+            elif option == "es_dsl_filter":
+                es_dsl_filter = _dsl_filter(value, self.fail)
+                elasticsearch_filter = value
+        if es_query_filter is None and es_dsl_filter is None:
+            raise self.fail("es_query_filter", "required option is missing (or give es_dsl_filter)")
+        return es_query_filter, es_dsl_filter, elasticsearch_filter
+
+
 def _use_case(
     section: configparser.SectionProxy,
     path: str | Path,
     settings: GlobalSettings,
     whitelist: Whitelist,
 ) -> UseCase:
+    reader = _SectionReader(section, path)
+    fail, required, choice, boolean = reader.fail, reader.required, reader.choice, reader.boolean
     name = section.name
-
-    def fail(option: str, reason: str) -> ConfigError:
-        return ConfigError(reason, path=path, section=name, option=option)
-
-    def required(option: str) -> str:
-        if option not in section:
-            raise fail(option, f"required option is missing; add a line '{option}=...' to this section")
-        return section[option]
-
-    def choice(option: str, enum: type[EnumT]) -> EnumT:
-        value = required(option).strip()
-        try:
-            return enum(value)
-        except ValueError:
-            allowed = ", ".join(member.value for member in enum)
-            raise fail(option, f"unknown value {value!r}; allowed: {allowed}") from None
-
-    def boolean(option: str, default: bool) -> bool:
-        if option not in section:
-            return default
-        try:
-            return section.getboolean(option)
-        except ValueError:
-            allowed = "use 1/0, yes/no, true/false or on/off"
-            raise fail(option, f"{section[option]!r} is not a boolean; {allowed}") from None
 
     trigger_method = choice("trigger_method", TriggerMethod)
     trigger_sensitivity = _sensitivity(required("trigger_sensitivity"), trigger_method, fail)
-
-    es_query_filter = section.get("es_query_filter")
-    es_dsl_filter = None
-    elasticsearch_filter = ""
-    for option, value in section.items():
-        # ee-outliers records whichever of the two filters comes last in the section.
-        if option == "es_query_filter":
-            elasticsearch_filter = value
-        elif option == "es_dsl_filter":
-            es_dsl_filter = _dsl_filter(value, fail)
-            elasticsearch_filter = value
-    if es_query_filter is None and es_dsl_filter is None:
-        raise fail("es_query_filter", "required option is missing (or give es_dsl_filter)")
+    # ee-outliers records whichever of the two filters comes last in the section.
+    es_query_filter, es_dsl_filter, elasticsearch_filter = reader.filters()
 
     return UseCase(
         section=name,
@@ -366,6 +458,78 @@ def _use_case(
         assets=settings.assets,
         whitelist=whitelist,
     )
+
+
+def _rarechild_use_case(
+    section: configparser.SectionProxy,
+    path: str | Path,
+    settings: GlobalSettings,
+    whitelist: Whitelist,
+) -> RareChildUseCase:
+    reader = _SectionReader(section, path)
+    es_query_filter, es_dsl_filter, elasticsearch_filter = reader.filters()
+
+    def single_field(option: str) -> tuple[str, ...]:
+        fields = _field_list(reader.required(option), option, reader.fail)
+        if len(fields) != 1:
+            raise reader.fail(
+                option,
+                f"the rarechild model takes one field here, not {len(fields)}; e.g. process.parent.name",
+            )
+        return fields
+
+    knowledge = section.get("knowledge", "").strip() or None
+    if knowledge is not None:
+        # Relative to the use-case file, so a file and its knowledge travel together.
+        candidate = Path(knowledge)
+        if not candidate.is_absolute():
+            candidate = Path(path).parent / candidate
+        knowledge = str(candidate)
+    try:
+        load_knowledge(knowledge)  # checked now: a broken file stops the service before it serves
+    except ConfigError as error:
+        raise reader.fail("knowledge", error.message) from None
+    return RareChildUseCase(
+        section=section.name,
+        source_path=str(path),
+        aggregator=single_field("aggregator"),
+        target=single_field("target"),
+        es_query_filter=es_query_filter,
+        es_dsl_filter=es_dsl_filter,
+        elasticsearch_filter=elasticsearch_filter,
+        timestamp_field=section.get("timestamp_field") or settings.timestamp_field,
+        es_index=section.get("es_index") or settings.es_index_pattern,
+        host_field=section.get("host_field") or DEFAULT_HOST_FIELD,
+        path_field=section.get("path_field") or DEFAULT_PATH_FIELD,
+        knowledge=knowledge,
+        score_threshold=_number(section, "score_threshold", reader.fail, DEFAULT_SCORE_THRESHOLD, minimum=0),
+        max_alerts=_optional_int(section, "max_alerts", reader.fail, minimum=1) or DEFAULT_MAX_ALERTS,
+        smoothing=_number(section, "smoothing", reader.fail, DEFAULT_SMOOTHING, minimum=0),
+        outlier_type=section.get("outlier_type", DEFAULT_RARECHILD_TYPE),
+        outlier_reason=section.get("outlier_reason", DEFAULT_RARECHILD_REASON),
+        outlier_summary=section.get("outlier_summary", DEFAULT_RARECHILD_SUMMARY),
+        run_model=reader.boolean("run_model", True),
+        test_model=reader.boolean("test_model", False),
+        should_notify=reader.boolean("should_notify", False),
+        extra_options=tuple((k, v) for k, v in section.items() if k not in RARECHILD_OPTIONS),
+        assets=settings.assets,
+        whitelist=whitelist,
+    )
+
+
+def _number(
+    section: configparser.SectionProxy, option: str, fail: Any, default: float, *, minimum: float
+) -> float:
+    if option not in section or section[option].strip() == "":
+        return default
+    value = section[option].strip()
+    try:
+        number = float(value)
+    except ValueError:
+        raise fail(option, f"{value!r} is not a number; write e.g. 10 or 7.5") from None
+    if not math.isfinite(number) or number < minimum:
+        raise fail(option, f"{value!r} must be a finite number of {minimum:g} or more")
+    return number
 
 
 def _field_list(value: str, option: str, fail: Any) -> tuple[str, ...]:

@@ -12,20 +12,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from elasticsearch import Elasticsearch
 
 from connector.annotate import AnnotateMode, WriteReport, write_outliers
-from connector.config import UseCase, load_use_case
-from connector.explain import Explanation
+from connector.config import AnyUseCase, RareChildUseCase, UseCase, load_use_case
+from connector.explain import EVENT_FIELDS, Explanation
 from connector.model.fields import ABSENT, lookup
 from connector.model.outlier import Outlier
 from connector.model.terms import Pair, PairCounts, TermsEvaluation
+from connector.rarechild_engine import (
+    RareChildDetection,
+    RareChildResult,
+    detect_rarechild_in_elasticsearch,
+    run_rarechild,
+)
 from connector.sources import EventSource
 from connector.sources.elasticsearch import ElasticsearchSource, TimeBudget
 from connector.sources.ndjson import NdjsonSource, Progress
-from connector.timerange import isoformat_z
+from connector.timerange import TimeWindow, isoformat_z
 
 DEFAULT_RESULTS_INDEX = "outliers-rare-child"
 
@@ -134,26 +140,15 @@ def detect_file_result(
     use_case: str | None = None,
     global_config_path: str | Path | None = None,
     progress: Progress | None = None,
-) -> DetectionResult:
+) -> DetectionResult | RareChildResult:
     selected = load_use_case(config_path, use_case, global_config_path=global_config_path)
-    return run(NdjsonSource(events_path, progress=progress), selected)
+    source = NdjsonSource(events_path, progress=progress)
+    if isinstance(selected, RareChildUseCase):
+        return run_rarechild(source, selected)
+    return run(source, selected)
 
 
 # -- detection over Elasticsearch -------------------------------------------------------------
-
-EVENT_FIELDS = {
-    # response key -> osquery field path (looked up case-insensitively in the event)
-    "command_line": "OsqueryFilter.cmdline",
-    "parent_command_line": "OsqueryFilter.parentcmdline",
-    "user": "OsqueryFilter.username",
-    "path": "OsqueryFilter.path",
-    "sha256": "OsqueryFilter.sha256",
-}
-
-
-class TimeWindow(Protocol):
-    start: datetime
-    end: datetime
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -230,7 +225,7 @@ class ElasticsearchDetection:
 
 def detect_in_elasticsearch(
     client: Elasticsearch,
-    use_case: UseCase,
+    use_case: AnyUseCase,
     *,
     index: str,
     time_range: TimeWindow,
@@ -241,8 +236,11 @@ def detect_in_elasticsearch(
     max_outliers: int | None = None,
     budget: TimeBudget | None = None,
     allowed_indices: tuple[str, ...] | None = None,
-) -> ElasticsearchDetection:
+) -> ElasticsearchDetection | RareChildDetection:
     """Run ``use_case`` over ``index`` for ``time_range`` and write the outliers back.
+
+    A rarechild use case runs its own model (:func:`detect_rarechild_in_elasticsearch`), with the same
+    range, baseline, write-back and time budget.
 
     With ``baseline_start`` the counts cover ``[baseline_start, end)`` and only events inside
     ``[start, end)`` are reported and written. ``budget`` bounds every request, reads and writes alike,
@@ -253,6 +251,20 @@ def detect_in_elasticsearch(
         names the setting to raise
     :raises IndexNotAllowedError: a concrete index the expression reaches is outside ``allowed_indices``
     """
+    if isinstance(use_case, RareChildUseCase):
+        return detect_rarechild_in_elasticsearch(
+            client,
+            use_case,
+            index=index,
+            time_range=time_range,
+            baseline_start=baseline_start,
+            annotate=annotate,
+            dry_run=dry_run,
+            results_index=results_index,
+            max_outliers=max_outliers,
+            budget=budget,
+            allowed_indices=allowed_indices,
+        )
     began = time.monotonic()
     counted_from = min(baseline_start, time_range.start) if baseline_start else time_range.start
     source = ElasticsearchSource(

@@ -17,8 +17,20 @@ _COLUMNS: Sequence[tuple[str, str, int]] = (
 )
 
 
+_ALERT_COLUMNS: Sequence[tuple[str, str, int]] = (
+    ("score", "score", 6),
+    ("aggregator", "parent", 26),
+    ("term", "child", 26),
+    ("count", "events", 6),
+    ("host_count", "hosts", 5),
+    ("_id", "first event", 26),
+)
+
+
 def render_table(result: dict[str, Any]) -> str:
     """A fixed-width table of the outliers with a one-line header; long cells end in '…'."""
+    if result.get("model") == "rarechild":
+        return render_alerts(result)
     outliers = result["outliers"]
     noun = "outlier" if len(outliers) == 1 else "outliers"
     lines = [f"{result['use_case']}: {len(outliers)} {noun} in {result['events_analyzed']:,} events"]
@@ -34,6 +46,33 @@ def render_table(result: dict[str, Any]) -> str:
     lines.append(_line(headings, widths))
     lines.append(_line(["-" * width for width in widths], widths))
     lines.extend(_line(row, widths) for row in rows)
+    return "\n".join(lines) + "\n"
+
+
+def render_alerts(result: dict[str, Any]) -> str:
+    """Rarechild alerts: one row each, then its reasons, factor by factor, with their points."""
+    alerts = result["outliers"]
+    noun = "alert" if len(alerts) == 1 else "alerts"
+    lines = [
+        f"{result['use_case']}: {len(alerts)} {noun} in {result['events_analyzed']:,} events "
+        f"({result['pairs_above_threshold']} pairs reached the threshold)"
+    ]
+    if not alerts:
+        return "\n".join(lines) + "\n"
+    headings = [heading for _, heading, _ in _ALERT_COLUMNS]
+    rows = [[_cell(alert.get(key)) for key, _, _ in _ALERT_COLUMNS] for alert in alerts]
+    widths = [
+        min(limit, max(len(headings[i]), *(len(row[i]) for row in rows)))
+        for i, (_, _, limit) in enumerate(_ALERT_COLUMNS)
+    ]
+    lines.append("")
+    lines.append(_line(headings, widths))
+    lines.append(_line(["-" * width for width in widths], widths))
+    for alert, row in zip(alerts, rows, strict=True):
+        lines.append(_line(row, widths))
+        for factor in sorted(alert["factors"], key=lambda item: -item["points"]):
+            if factor["points"] > 0:
+                lines.append(f"        {factor['points']:+6.2f}  {_fit(factor['says'], 100).rstrip()}")
     return "\n".join(lines) + "\n"
 
 

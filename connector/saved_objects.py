@@ -61,6 +61,7 @@ RESULTS_DATA_VIEW_ID = "rcp-dataview-results"
 EVENTS_DATA_VIEW_ID = "rcp-dataview-events"
 RESULTS_SEARCH_ID = "rcp-search-rare-children"
 ANNOTATED_EVENTS_SEARCH_ID = "rcp-search-annotated-events"
+SCORED_ALERTS_SEARCH_ID = "rcp-search-scored-alerts"
 OVER_TIME_LENS_ID = "rcp-lens-outliers-over-time"
 TOP_PAIRS_LENS_ID = "rcp-lens-top-pairs"
 PER_HOST_LENS_ID = "rcp-lens-outliers-per-host"
@@ -79,6 +80,9 @@ FIELD_LABELS: Mapping[str, str] = {
     "outliers.term": "Child process",
     "outliers.confidence": "Confidence",
     "outliers.summary": "Summary",
+    "outliers.score": "Score",
+    "outliers.count": "Events",
+    "outliers.explanation": "Why",
     "OsqueryFilter.cmdline": "Child command line",
     "OsqueryFilter.username": "User",
 }
@@ -155,7 +159,7 @@ def _data_view(object_id: str, *, name: str, pattern: str) -> SavedObject:
     return SavedObject(
         type="index-pattern",
         id=object_id,
-        version=1,
+        version=2,  # 2: labels of the rarechild alert fields
         attributes={
             "title": pattern,
             "name": name,
@@ -186,6 +190,8 @@ def _search(
     columns: Sequence[str],
     query: str,
     breakdown_field: str | None = None,
+    sort_field: str = "@timestamp",
+    version: int = 1,
 ) -> SavedObject:
     search_source = {
         "query": {"query": query, "language": "kuery"},
@@ -196,7 +202,7 @@ def _search(
         "title": title,
         "description": description,
         "columns": list(columns),
-        "sort": [["@timestamp", "desc"]],
+        "sort": [[sort_field, "desc"]],
         "grid": {},
         "hideChart": False,
         "isTextBasedQuery": False,
@@ -207,7 +213,7 @@ def _search(
     return SavedObject(
         type="search",
         id=object_id,
-        version=1,
+        version=version,
         attributes=attributes,
         references=(Reference(name=SEARCH_SOURCE_INDEX_REF, type="index-pattern", id=data_view_id),),
     )
@@ -488,13 +494,13 @@ def _dashboard(panels: Sequence[_Panel]) -> SavedObject:
     return SavedObject(
         type="dashboard",
         id=DASHBOARD_ID,
-        version=1,
+        version=2,  # 2: the scored alerts of the rarechild model
         attributes={
             "title": "Rare child processes",
             "description": (
-                "Rare child processes found by the rare-child connector (ee-outliers terms model): "
-                "outliers over time, the rare parent → child pairs, hosts, confidence, and the outliers "
-                "themselves."
+                "Rare child processes found by the rare-child connector: outliers of the ee-outliers "
+                "terms model over time, the rare parent → child pairs, hosts, confidence, the outliers "
+                "themselves, and the scored alerts of the rarechild model with their reasons."
             ),
             "version": 1,
             "timeRestore": True,
@@ -532,7 +538,9 @@ def saved_objects(
     results_search = _search(
         RESULTS_SEARCH_ID,
         title="Rare child processes",
-        description="One document per rare child process outlier (results index), newest first.",
+        description=(
+            "One document per rare child process outlier of the terms model (results index), newest first."
+        ),
         data_view_id=RESULTS_DATA_VIEW_ID,
         columns=[
             "host.name",
@@ -543,8 +551,29 @@ def saved_objects(
             "outliers.confidence",
             "outliers.summary",
         ],
-        query="",
+        query="not outliers.model_type:rarechild",
         breakdown_field="outliers.summary.keyword",
+        version=2,  # 2: the rarechild model's alerts have a search of their own
+    )
+    scored_search = _search(
+        SCORED_ALERTS_SEARCH_ID,
+        title="Scored rare child alerts",
+        description=(
+            "One document per alert of the rarechild model (a parent → child pair of one run, repeats rolled "
+            "up), highest score first, with the reasons factor by factor."
+        ),
+        data_view_id=RESULTS_DATA_VIEW_ID,
+        columns=[
+            "host.name",
+            "outliers.aggregator",
+            "outliers.term",
+            "outliers.score",
+            "outliers.count",
+            "outliers.explanation",
+            "OsqueryFilter.cmdline",
+        ],
+        query="outliers.model_type:rarechild",
+        sort_field="outliers.score",
     )
     annotated_search = _search(
         ANNOTATED_EVENTS_SEARCH_ID,
@@ -574,7 +603,8 @@ def saved_objects(
             _Panel(panel_index="confidence", target=confidence, x=32, y=0, w=16, h=14),
             _Panel(panel_index="top-pairs", target=top_pairs, x=0, y=14, w=28, h=16),
             _Panel(panel_index="per-host", target=per_host, x=28, y=14, w=20, h=16),
-            _Panel(panel_index="outliers", target=results_search, x=0, y=30, w=48, h=20),
+            _Panel(panel_index="scored-alerts", target=scored_search, x=0, y=30, w=48, h=16),
+            _Panel(panel_index="outliers", target=results_search, x=0, y=46, w=48, h=20),
         ]
     )
     return (
@@ -582,6 +612,7 @@ def saved_objects(
         events_data_view,
         results_search,
         annotated_search,
+        scored_search,
         over_time,
         top_pairs,
         per_host,

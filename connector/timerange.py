@@ -29,6 +29,7 @@ import calendar
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from connector.errors import InvalidRangeError
 
@@ -42,6 +43,13 @@ _ISO_START = re.compile(r"\d{4}")
 _UNIT_NAMES = "y (years), M (months), w (weeks), d (days), h/H (hours), m (minutes), s (seconds)"
 _ISO_EXAMPLE = "ISO-8601 (2024-05-01T00:00:00Z)"
 _MATH_EXAMPLE = "Elasticsearch date math (now-7d, now/d, 2024-05-01T00:00:00Z||-1d)"
+
+
+class TimeWindow(Protocol):
+    """Anything with a start and an end, as the engines take a range."""
+
+    start: datetime
+    end: datetime
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,15 @@ SEARCH_METADATA = frozenset({"sort", "_score", "_seq_no", "_primary_term"})
 
 def candidate_strings(use_case: UseCase, outlier: Outlier) -> set[str]:
     """Every string a whitelist entry may match: the raw hit's leaves and the record's values."""
-    hit = {key: value for key, value in outlier.hit.items() if key not in SEARCH_METADATA}
-    universe = {_text(value) for value in _leaves(hit)}
+    universe = event_strings(outlier.hit)
     universe.update(_text(value) for value in _flatten(record_values(use_case, outlier)))
     return universe
+
+
+def event_strings(hit: Mapping[str, Any]) -> set[str]:
+    """Every leaf string of a hit (search bookkeeping left out), as whitelist entries see them."""
+    event = {key: value for key, value in hit.items() if key not in SEARCH_METADATA}
+    return {_text(value) for value in _leaves(event)}
 
 
 def _leaves(value: Any) -> Iterator[Any]:

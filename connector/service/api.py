@@ -7,10 +7,12 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from http import HTTPStatus
+from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify
 
 from connector.annotate import AnnotateMode
+from connector.config import AnyUseCase, RareChildUseCase
 from connector.engine import detect_in_elasticsearch
 from connector.service.access import choose_index
 from connector.service.body import read_json_body
@@ -96,21 +98,38 @@ def detect() -> Response:
 def list_use_cases() -> Response:
     catalog = service_state().catalog
     use_cases = [
-        {
-            "name": use_case.section,
-            "model_name": use_case.model_name,
-            "default": position == 0,
-            "aggregator": list(use_case.aggregator),
-            "target": list(use_case.target),
-            "target_count_method": use_case.target_count_method.value,
-            "trigger_method": use_case.trigger_method.value,
-            "trigger_on": use_case.trigger_on.value,
-            "trigger_sensitivity": use_case.trigger_sensitivity,
-            "es_index": use_case.es_index,
-        }
+        describe_use_case(use_case, default=position == 0)
         for position, use_case in enumerate(catalog.use_cases)
     ]
     return jsonify({"use_cases": use_cases})
+
+
+def describe_use_case(use_case: AnyUseCase, *, default: bool) -> dict[str, Any]:
+    """One entry of ``GET /api/v1/use-cases`` (use-cases-response.schema.json)."""
+    if isinstance(use_case, RareChildUseCase):
+        return {
+            "name": use_case.section,
+            "model_name": use_case.model_name,
+            "model": "rarechild",
+            "default": default,
+            "aggregator": list(use_case.aggregator),
+            "target": list(use_case.target),
+            "score_threshold": use_case.score_threshold,
+            "max_alerts": use_case.max_alerts,
+            "es_index": use_case.es_index,
+        }
+    return {
+        "name": use_case.section,
+        "model_name": use_case.model_name,
+        "default": default,
+        "aggregator": list(use_case.aggregator),
+        "target": list(use_case.target),
+        "target_count_method": use_case.target_count_method.value,
+        "trigger_method": use_case.trigger_method.value,
+        "trigger_on": use_case.trigger_on.value,
+        "trigger_sensitivity": use_case.trigger_sensitivity,
+        "es_index": use_case.es_index,
+    }
 
 
 @public.get("/healthz")

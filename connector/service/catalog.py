@@ -48,7 +48,8 @@ def load_catalog(use_case_paths: tuple[str, ...], global_config_path: str | None
     for use_case_file in files:
         if not use_case_file.use_cases:
             raise ConfigError(
-                "no [terms_*] use case in this file (CONNECTOR_USE_CASES)", path=use_case_file.path
+                "no [terms_*] or [rarechild_*] use case in this file (CONNECTOR_USE_CASES)",
+                path=use_case_file.path,
             )
         for use_case in use_case_file.use_cases:
             if use_case.section in seen:

@@ -23,7 +23,7 @@ from elasticsearch import ConnectionError as EsConnectionError
 from elasticsearch import ConnectionTimeout as EsConnectionTimeout
 from elasticsearch import SSLError as EsSSLError
 
-from connector.config import UseCase
+from connector.config import RareChildUseCase, UseCase
 from connector.errors import (
     ElasticsearchAuthError,
     ElasticsearchTimeoutError,
@@ -33,6 +33,8 @@ from connector.errors import (
     QueryRejectedError,
 )
 from connector.explain import Explanation
+from connector.model.fields import event_pairs
+from connector.model.rarechild import GroupCount, PathCount, text_at
 from connector.model.terms import Entry, Pair, PairCounts, entries_of_event
 from connector.sources.scope import IndexScope
 from connector.timerange import isoformat_z
@@ -173,6 +175,8 @@ class ElasticsearchSource:
         self.requests = 0
         self.documents_fetched = 0
         self._fields: ResolvedFields | None = None
+        self._path_fields: dict[str, str | None] = {}
+        self._caps: Mapping[str, Mapping[str, Any]] = {}
         self._keys = _PairKeys()
 
     # -- the EventSource protocol -------------------------------------------------------------
@@ -188,46 +192,20 @@ class ElasticsearchSource:
         ]
         reconstructible = len(fields.aggregator) == 1 and len(fields.target) == 1
         counts = PairCounts()
-        events = 0
-        after: dict[str, Any] | None = None
-        first = True
-        while True:
-            composite: dict[str, Any] = {"size": self.composite_page_size, "sources": sources}
-            if after is not None:
-                composite["after"] = after
-            response = self._call(
-                "search",
-                index=self.index,
-                size=0,
-                track_total_hits=first,
-                allow_partial_search_results=False,
-                query=self.base_query(use_case),
-                aggs={"pairs": {"composite": composite}},
-            )
-            if first:
-                events = response["hits"]["total"]["value"]
-                first = False
-            aggregation = response.get("aggregations", {}).get("pairs", {})
-            buckets = aggregation.get("buckets", [])
-            if not buckets:
-                break
-            for bucket in buckets:
-                key = bucket["key"]
-                aggregator_values = tuple(key[f"a{i}"] for i in range(len(fields.aggregator)))
-                target_values = tuple(key[f"t{i}"] for i in range(len(fields.target)))
-                pair = (_joined(aggregator_values), _joined(target_values))
-                counts.add(*pair, bucket["doc_count"])
-                if not (
-                    reconstructible
-                    and isinstance(aggregator_values[0], str)
-                    and isinstance(target_values[0], str)
-                ):
-                    self._keys.by_pair.setdefault(pair, []).append((aggregator_values, target_values))
-            after = aggregation.get("after_key")
-            # No pipeline sub-aggregation here, so a short page is the last one (saves a request
-            # that would re-run the whole query only to return nothing).
-            if after is None or len(buckets) < self.composite_page_size:
-                break
+        pages = self._composite_pages(use_case, sources)
+        for bucket in pages:
+            key = bucket["key"]
+            aggregator_values = tuple(key[f"a{i}"] for i in range(len(fields.aggregator)))
+            target_values = tuple(key[f"t{i}"] for i in range(len(fields.target)))
+            pair = (_joined(aggregator_values), _joined(target_values))
+            counts.add(*pair, bucket["doc_count"])
+            if not (
+                reconstructible
+                and isinstance(aggregator_values[0], str)
+                and isinstance(target_values[0], str)
+            ):
+                self._keys.by_pair.setdefault(pair, []).append((aggregator_values, target_values))
+        events = pages.events
         return counts, events
 
     def entries(self, use_case: UseCase, pairs: set[Pair]) -> Iterator[Entry]:
@@ -238,6 +216,158 @@ class ElasticsearchSource:
             for hit in self._fetch(query, use_case):
                 self.documents_fetched += 1
                 yield from entries_of_event(use_case, hit, pairs)
+
+    def _composite_pages(
+        self,
+        use_case: UseCase | RareChildUseCase,
+        sources: list[dict[str, Any]],
+        sub_aggs: Mapping[str, Any] | None = None,
+        *,
+        start: datetime | None = None,
+    ) -> _CompositePages:
+        """Every bucket of a composite aggregation over the use case's events (from ``start`` when given)."""
+        return _CompositePages(self, use_case, sources, dict(sub_aggs or {}), start)
+
+    # -- the rarechild model ------------------------------------------------------------------
+
+    def rarechild_counts(
+        self, use_case: RareChildUseCase, range_start: datetime | None = None
+    ) -> tuple[list[GroupCount], list[PathCount], int]:
+        """Per (parent, child, host) and per (parent, child, path) counts, in two composite aggregations.
+
+        The paths are counted, not judged: the model decides which are user-writable or outside a system
+        binary's directory, with the same code for both sources.
+
+        :param range_start: with a baseline, where the evaluated range begins: each group says how many
+            of its events lie in the range and when it was first seen; paths count in-range events only
+        """
+        groups: list[GroupCount] = []
+        paths: list[PathCount] = []
+        (host_sources, host_aggs, _), path_spec = self.rarechild_aggregations(use_case, range_start)
+        pages = self._composite_pages(use_case, host_sources, host_aggs)
+        for bucket in pages:
+            key = bucket["key"]
+            count = bucket["doc_count"]
+            first = bucket.get("first", {}).get("value")
+            groups.append(
+                GroupCount(
+                    parent=str(key["p"]),
+                    child=str(key["c"]),
+                    host=None if key.get("h") is None else str(key["h"]),
+                    count=count,
+                    in_range=bucket["in_range"]["doc_count"] if "in_range" in bucket else count,
+                    first_ms=None if first is None else int(first),
+                )
+            )
+        events = pages.events
+        if path_spec is not None:
+            path_sources, _, start = path_spec
+            for bucket in self._composite_pages(use_case, path_sources, start=start):
+                key = bucket["key"]
+                path = key.get("x")
+                paths.append(
+                    PathCount(
+                        str(key["p"]), str(key["c"]), None if path is None else str(path), bucket["doc_count"]
+                    )
+                )
+        return groups, paths, events
+
+    def rarechild_aggregations(
+        self, use_case: RareChildUseCase, range_start: datetime | None = None
+    ) -> tuple[
+        tuple[list[dict[str, Any]], dict[str, Any], datetime | None],
+        tuple[list[dict[str, Any]], dict[str, Any], datetime | None] | None,
+    ]:
+        """The (composite sources, sub-aggregations, query start) of both counts of :meth:`rarechild_counts`.
+
+        The second is None when the index has no ``path_field``.
+        """
+        fields = self.resolve_fields(use_case)
+        path = self.path_field(use_case)
+        host_sources: list[dict[str, Any]] = [
+            {"p": {"terms": {"field": fields.aggregator[0]}}},
+            {"c": {"terms": {"field": fields.target[0]}}},
+        ]
+        if fields.host:
+            host_sources.append({"h": {"terms": {"field": fields.host, "missing_bucket": True}}})
+        host_aggs: dict[str, Any] = {}
+        if range_start is not None:
+            host_aggs["in_range"] = {"filter": self._range_filter(fields.timestamp, start=range_start)}
+            host_aggs["first"] = {"min": {"field": fields.timestamp}}
+        if path is None:
+            return (host_sources, host_aggs, None), None
+        path_sources = [
+            {"p": {"terms": {"field": fields.aggregator[0]}}},
+            {"c": {"terms": {"field": fields.target[0]}}},
+            {"x": {"terms": {"field": path, "missing_bucket": True}}},
+        ]
+        return (host_sources, host_aggs, None), (path_sources, {}, range_start)
+
+    def rarechild_hits(
+        self,
+        use_case: RareChildUseCase,
+        wanted: dict[Pair, frozenset[str] | None],
+        range_start: datetime | None = None,
+    ) -> dict[Pair, list[dict[str, Any]]]:
+        """The in-range events of each stored (parent, child) in ``wanted``, oldest first.
+
+        ``wanted[pair]`` a set of paths: only the events run from one of them (the flagged ones).
+        """
+        fields = self.resolve_fields(use_case)
+        path = self.path_field(use_case)
+        found: dict[Pair, list[dict[str, Any]]] = {pair: [] for pair in wanted}
+        clauses = self._pair_clauses(use_case, sorted(pair for pair, only in wanted.items() if only is None))
+        for (parent, child), only in sorted(wanted.items()):
+            if only is None:
+                continue
+            if path is None or not only:
+                continue  # no path field: nothing can be flagged
+            clauses.append(
+                {
+                    "bool": {
+                        "filter": [
+                            {"term": {fields.aggregator[0]: parent}},
+                            {"term": {fields.target[0]: child}},
+                            {"terms": {path: sorted(only)}},
+                        ]
+                    }
+                }
+            )
+        for offset in range(0, len(clauses), CLAUSES_PER_SEARCH):
+            batch = clauses[offset : offset + CLAUSES_PER_SEARCH]
+            query = self.base_query(
+                use_case, extra=[{"bool": {"should": batch, "minimum_should_match": 1}}], start=range_start
+            )
+            for hit in self._fetch(query, use_case):
+                self.documents_fetched += 1
+                source = hit.get("_source") or {}
+                pairs = event_pairs(source, aggregator=use_case.aggregator, target=use_case.target) or []
+                event_path = text_at(source, use_case.path_field)
+                for pair in dict.fromkeys(pairs):
+                    if pair in found and (wanted[pair] is None or event_path in wanted[pair]):
+                        found[pair].append(hit)
+        return found
+
+    def path_field(self, use_case: RareChildUseCase) -> str | None:
+        """The aggregatable field of ``path_field``, or None when the index has none (path factors off)."""
+        if use_case.path_field not in self._path_fields:
+            self.resolve_fields(use_case)
+            caps = self._caps
+            try:
+                resolved: str | None = _aggregatable_field(
+                    caps,
+                    use_case.path_field,
+                    option="path_field",
+                    section=use_case.section,
+                    indices=self.index,
+                )
+            except FieldError:
+                resolved = None
+            self._path_fields[use_case.path_field] = resolved
+        return self._path_fields[use_case.path_field]
+
+    def _range_filter(self, timestamp: str, *, start: datetime) -> dict[str, Any]:
+        return {"range": {timestamp: {"gte": isoformat_z(start), "format": "strict_date_optional_time"}}}
 
     # -- field resolution ---------------------------------------------------------------------
 
@@ -255,6 +385,7 @@ class ElasticsearchSource:
                 details=[{"index": self.index}],
             )
         caps: Mapping[str, Mapping[str, Any]] = response.get("fields", {})
+        self._caps = caps
         where = ", ".join(indices[:5]) + (" ..." if len(indices) > 5 else "")
 
         def resolve(path: str, option: str) -> str:
@@ -493,6 +624,59 @@ class ElasticsearchSource:
             return call_elasticsearch(operator.attrgetter(api)(client), **kwargs)
         except ElasticsearchTimeoutError:
             raise self.budget.timeout_error(doing) from None
+
+
+class _CompositePages:
+    """Iterates the buckets of a paged composite aggregation; ``events`` is the first page's hit total.
+
+    Big pages, because each page re-runs the query. With no pipeline sub-aggregation a short page is the
+    last one, which saves a request that would re-run the whole query only to return nothing.
+    """
+
+    def __init__(
+        self,
+        source: ElasticsearchSource,
+        use_case: UseCase | RareChildUseCase,
+        sources: list[dict[str, Any]],
+        sub_aggs: dict[str, Any],
+        start: datetime | None = None,
+    ) -> None:
+        self._source = source
+        self._use_case = use_case
+        self._sources = sources
+        self._sub_aggs = sub_aggs
+        self._start = start
+        self.events = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        source = self._source
+        after: dict[str, Any] | None = None
+        first = True
+        while True:
+            composite: dict[str, Any] = {"size": source.composite_page_size, "sources": self._sources}
+            if after is not None:
+                composite["after"] = after
+            aggregation: dict[str, Any] = {"composite": composite}
+            if self._sub_aggs:
+                aggregation["aggs"] = self._sub_aggs
+            response = source._call(
+                "search",
+                index=source.index,
+                size=0,
+                track_total_hits=first,
+                allow_partial_search_results=False,
+                query=source.base_query(self._use_case, start=self._start),
+                aggs={"pairs": aggregation},
+            )
+            if first:
+                self.events = response["hits"]["total"]["value"]
+                first = False
+            result = response.get("aggregations", {}).get("pairs", {})
+            buckets = result.get("buckets", [])
+            yield from buckets
+            after = result.get("after_key")
+            if not buckets or after is None or len(buckets) < source.composite_page_size:
+                return
 
 
 def call_elasticsearch(method: Callable[..., T], **kwargs: Any) -> T:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from connector.config import UseCase
+from connector.config import RareChildUseCase, UseCase
 from connector.errors import InputError
+from connector.model.fields import event_pairs
+from connector.model.rarechild import GroupCount, PathCount, text_at
 from connector.model.terms import Entry, Pair, PairCounts, count_event, entries_of_event
 
 Progress = Callable[[int, int], None]
@@ -61,6 +64,58 @@ class NdjsonSource:
     def entries(self, use_case: UseCase, pairs: set[Pair]) -> Iterator[Entry]:
         for hit in self.hits():
             yield from entries_of_event(use_case, hit, pairs)
+
+    def rarechild_counts(
+        self, use_case: RareChildUseCase, range_start: datetime | None = None
+    ) -> tuple[list[GroupCount], list[PathCount], int]:
+        """Per (parent, child, host) and per (parent, child, path) counts, the whole file being the range."""
+        if range_start is not None:
+            raise ValueError("an NDJSON file is analysed whole: it has no baseline")
+        by_host: dict[tuple[str, str, str | None], int] = {}
+        by_path: dict[tuple[str, str, str | None], int] = {}
+        events = 0
+        for hit in self.hits():
+            events += 1
+            source = hit["_source"]
+            pairs = event_pairs(source, aggregator=use_case.aggregator, target=use_case.target)
+            if not pairs:
+                continue
+            host = text_at(source, use_case.host_field)
+            path = text_at(source, use_case.path_field)
+            for parent, child in dict.fromkeys(pairs):  # an event counts once per pair, as in a bucket
+                by_host[(parent, child, host)] = by_host.get((parent, child, host), 0) + 1
+                by_path[(parent, child, path)] = by_path.get((parent, child, path), 0) + 1
+        groups = [GroupCount(p, c, h, count, count, None) for (p, c, h), count in by_host.items()]
+        paths = [PathCount(p, c, path, count) for (p, c, path), count in by_path.items()]
+        return groups, paths, events
+
+    def rarechild_hits(
+        self,
+        use_case: RareChildUseCase,
+        wanted: dict[Pair, frozenset[str] | None],
+        range_start: datetime | None = None,
+    ) -> dict[Pair, list[dict[str, Any]]]:
+        """The events of each stored (parent, child) spelling in ``wanted``, in file order.
+
+        ``wanted[pair]`` a set of paths: only the events run from one of them (the flagged ones).
+        """
+        if range_start is not None:
+            raise ValueError("an NDJSON file is analysed whole: it has no baseline")
+        found: dict[Pair, list[dict[str, Any]]] = {pair: [] for pair in wanted}
+        for hit in self.hits():
+            source = hit["_source"]
+            pairs = event_pairs(source, aggregator=use_case.aggregator, target=use_case.target)
+            if not pairs:
+                continue
+            path = text_at(source, use_case.path_field)
+            for pair in dict.fromkeys(pairs):
+                if pair not in wanted:
+                    continue
+                only = wanted[pair]
+                if only is not None and path not in only:
+                    continue
+                found[pair].append(hit)
+        return found
 
     def _hit(self, raw: bytes, line_number: int) -> dict[str, Any]:
         try:

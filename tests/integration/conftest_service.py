@@ -146,6 +146,10 @@ def _tail(path: Path, max_chars: int = 8000) -> str:
     return text[-max_chars:]
 
 
+def _tails(paths: Sequence[Path]) -> str:
+    return "\n".join(f"--- {path.name}\n{_tail(path)}" if len(paths) > 1 else _tail(path) for path in paths)
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM (gunicorn stops its workers gracefully), then SIGKILL to the group we created if it hangs."""
     if process.poll() is not None:
@@ -160,7 +164,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
-def _wait_until_healthy(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+def _wait_until_healthy(process: subprocess.Popen[bytes], url: str, *log_paths: Path) -> None:
     deadline = time.monotonic() + STARTUP_DEADLINE_S
     last_problem = "no answer yet"
     while time.monotonic() < deadline:
@@ -168,7 +172,7 @@ def _wait_until_healthy(process: subprocess.Popen[bytes], url: str, log_path: Pa
         if code is not None:
             pytest.fail(
                 f"the service exited with code {code} before answering /healthz; "
-                f"its output:\n{_tail(log_path)}",
+                f"its output:\n{_tails(log_paths)}",
                 pytrace=False,
             )
         try:
@@ -181,7 +185,7 @@ def _wait_until_healthy(process: subprocess.Popen[bytes], url: str, log_path: Pa
         time.sleep(0.2)
     pytest.fail(
         f"the service did not answer /healthz within {STARTUP_DEADLINE_S:.0f} s ({last_problem}); "
-        f"its output:\n{_tail(log_path)}",
+        f"its output:\n{_tails(log_paths)}",
         pytrace=False,
     )
 
@@ -193,11 +197,14 @@ def run_service(
     *,
     command: Sequence[str] | None = None,
     workers: int = 2,
+    stderr_path: Path | None = None,
 ) -> Iterator[tuple[str, Path, dict[str, str]]]:
     """Start the service (gunicorn by default, or ``command``) on a free loopback port; stop it after.
 
     Yields ``(base_url, log_path, environment)``. ``CONNECTOR_*`` variables of the calling
-    environment are dropped so only ``environment`` configures the service.
+    environment are dropped so only ``environment`` configures the service. The process's stdout and
+    stderr both go to ``log_path``, unless ``stderr_path`` is given: then ``log_path`` holds stdout alone
+    and ``stderr_path`` stderr, as two separate streams.
     """
     port = free_loopback_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith("CONNECTOR_")}
@@ -205,19 +212,19 @@ def run_service(
     env.update({"CONNECTOR_BIND": f"127.0.0.1:{port}", "CONNECTOR_WORKERS": str(workers)})
     argv = list(command or [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), APP_FACTORY])
     log_path = workdir / f"service-{port}.log"
-    with open(log_path, "wb") as log_file:
+    with open(log_path, "wb") as log_file, open(stderr_path or os.devnull, "wb") as stderr_file:
         process = subprocess.Popen(
             argv,
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
-            stderr=subprocess.STDOUT,
+            stderr=stderr_file if stderr_path else subprocess.STDOUT,
             start_new_session=True,
         )
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_until_healthy(process, url, log_path)
+        _wait_until_healthy(process, url, log_path, *([stderr_path] if stderr_path else []))
         yield url, log_path, env
     finally:
         _stop(process)

@@ -14,6 +14,7 @@ plain ``gunicorn -c gunicorn_conf.py``: non-zero exit, quickly, naming file, sec
 from __future__ import annotations
 
 import gzip
+import html
 import http.client
 import json
 import os
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -260,38 +262,147 @@ def test_wrong_content_type_is_415_naming_the_header(gunicorn_service: RunningSe
 # -- gunicorn's own limits ---------------------------------------------------------------------------
 
 
+LONG_PATH = "/healthz?" + "q" * 5000
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    """An HTTP answer read off the socket as the server wrote it."""
+
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+def _exchange_bytes(service: RunningService, request: bytes) -> RawAnswer:
+    """Write ``request`` as is on a fresh connection and read the answer until the server closes it."""
+    host, port = service.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request)
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return RawAnswer(response.status, headers, response.read())
+
+
+def _request_bytes(service: RunningService, method: str, path: str, headers: dict[str, str]) -> bytes:
+    host = service.url.removeprefix("http://")
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        f"Host: {host}",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _assert_answered_by_gunicorn(
+    service: RunningService, answer: RawAnswer, log_offset: int, *, status: int, reason: str, problem: str
+) -> None:
+    """gunicorn's own short error page, not the JSON envelope, and the app never saw the request.
+
+    The app puts ``X-Request-Id`` on every answer and logs every refusal under ``connector.*``; gunicorn's
+    page (text/html) has neither, and gunicorn logs one warning naming the problem.
+    """
+    assert answer.status == status, answer
+    assert answer.headers["content-type"] == "text/html", answer.headers
+    assert "x-request-id" not in answer.headers, answer.headers
+    page = html.unescape(answer.body.decode("latin-1"))
+    assert page.startswith("<html>") and f"<title>{reason}</title>" in page, page
+    assert problem in page, page
+    with pytest.raises(ValueError):
+        json.loads(answer.body)  # not the envelope, nor any JSON
+    since = [json.loads(line) for line in service.log_text()[log_offset:].splitlines()]
+    assert [line["message"] for line in since if line["log"]["logger"].startswith("connector.")] == []
+    warnings = [line["message"] for line in since if line["log"]["logger"] == "gunicorn.error"]
+    assert f"Invalid request from ip=127.0.0.1: {problem}" in warnings, warnings
+
+
 @pytest.mark.parametrize(
-    ("path", "headers", "status"),
+    ("path", "headers", "status", "reason", "problem"),
     [
-        ("/healthz", {"X-Padding": "a" * 9000}, 431),
-        ("/healthz?" + "q" * 5000, {}, 400),
-        ("/healthz", {f"X-Field-{number}": "1" for number in range(60)}, 431),
+        (
+            "/healthz",
+            {"X-Padding": "a" * 9000},
+            431,
+            "Request Header Fields Too Large",
+            "limit request headers fields size",
+        ),
+        (
+            LONG_PATH,
+            {},
+            400,
+            "Bad Request",
+            f"Request Line is too large ({len(f'GET {LONG_PATH} HTTP/1.1')} > 4094)",
+        ),
+        (
+            "/healthz",
+            {f"X-Field-{number}": "1" for number in range(60)},
+            431,
+            "Request Header Fields Too Large",
+            "limit request headers fields",
+        ),
     ],
     ids=["header-over-8190-bytes", "request-line-over-4094-bytes", "over-50-header-fields"],
 )
 def test_requests_over_gunicorn_limits_are_refused_before_the_app(
-    gunicorn_service: RunningService, path: str, headers: dict[str, str], status: int
+    gunicorn_service: RunningService,
+    path: str,
+    headers: dict[str, str],
+    status: int,
+    reason: str,
+    problem: str,
 ):
-    """gunicorn refuses oversized headers and request lines itself (plain text, not the envelope: the
-    app never sees them) and keeps serving."""
+    """gunicorn refuses oversized headers and request lines itself (its short error page, not the envelope:
+    the app never sees them) and keeps serving."""
     offset = _log_offset(gunicorn_service)
-    answer, _ = _raw_exchange(gunicorn_service, "GET", path, headers=headers)
-    assert answer == status
+    answer = _exchange_bytes(gunicorn_service, _request_bytes(gunicorn_service, "GET", path, headers))
+    _assert_answered_by_gunicorn(
+        gunicorn_service, answer, offset, status=status, reason=reason, problem=problem
+    )
     _assert_still_serving(gunicorn_service, offset)
 
 
 def test_content_length_with_chunked_encoding_is_refused(gunicorn_service: RunningService):
-    """A request smuggling attempt (Content-Length and Transfer-Encoding together) never reaches the app."""
-    host, port = gunicorn_service.url.removeprefix("http://").split(":")
-    request = (
-        f"POST {DETECT} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {gunicorn_service.token}\r\n"
-        "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
-    ).encode()
-    with socket.create_connection((host, int(port)), timeout=30) as connection:
-        connection.sendall(request)
-        status_line = connection.makefile("rb").readline()
-    assert status_line.startswith(b"HTTP/1.1 400 "), status_line
+    """A request smuggling attempt (Content-Length and Transfer-Encoding together) never reaches the app:
+    gunicorn answers 400 with its own page, and no line of the app's is logged for it."""
+    offset = _log_offset(gunicorn_service)
+    head = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {gunicorn_service.token}",
+        "Content-Length": "4",
+        "Transfer-Encoding": "chunked",
+    }
+    request = _request_bytes(gunicorn_service, "POST", DETECT, head) + b"0\r\n\r\n"
+    answer = _exchange_bytes(gunicorn_service, request)
+    _assert_answered_by_gunicorn(
+        gunicorn_service,
+        answer,
+        offset,
+        status=400,
+        reason="Bad Request",
+        problem="Invalid HTTP Header: 'CONTENT-LENGTH'",
+    )
+    _assert_still_serving(gunicorn_service, offset)
+
+
+def test_an_unsupported_transfer_coding_is_501_before_the_app(gunicorn_service: RunningService):
+    """``Transfer-Encoding: br`` (a coding gunicorn does not decode) is 501 from gunicorn, never the app."""
+    offset = _log_offset(gunicorn_service)
+    head = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {gunicorn_service.token}",
+        "Transfer-Encoding": "br",
+    }
+    answer = _exchange_bytes(gunicorn_service, _request_bytes(gunicorn_service, "POST", DETECT, head))
+    _assert_answered_by_gunicorn(
+        gunicorn_service,
+        answer,
+        offset,
+        status=501,
+        reason="Bad Request",
+        problem="Unsupported transfer coding: 'br'",
+    )
+    _assert_still_serving(gunicorn_service, offset)
 
 
 def test_long_request_id_under_the_header_limit_is_replaced(gunicorn_service: RunningService):

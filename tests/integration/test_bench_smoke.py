@@ -1,7 +1,8 @@
 """The benchmark's smallest configuration, end to end: the same code paths as ``bench/run.py``.
 
 Loader (straight from the generator, seed rule checked), real gunicorn, (a) detect, (b) the floor
-replay, (c) the scan baseline in its own process, the results files. Correctness only: no timings
+replay, (c) the scan baseline in its own process, (d) the rarechild call and (e) its floor, the results
+files. Correctness only: no timings
 are asserted (STYLE.md), only that each measurement produced a number.
 """
 
@@ -79,6 +80,12 @@ def test_smallest_benchmark_finds_the_planted_children_and_records_every_measure
     assert _positive(scale["c"]["peak_kib"])
     assert _positive(scale["service_memory_kib"]["peak_hwm"])
     assert all(_positive(value) for value in scale["ratios"].values())
+    rarechild = scale["rarechild"]
+    for key in ("d_cold_median_s", "d_warm_median_s", "e_cold_median_s", "e_warm_median_s"):
+        assert _positive(rarechild[key]), key
+    assert rarechild["e_cold"][0]["composite_pages"] >= 1
+    # the floor fetches exactly the events of the alerts the service reported
+    assert {tuple(item.split(" -> ")) for item in rarechild["alerts"]} >= {("winword.exe", "cmd.exe")}
 
     json_path, md_path = (Path(path) for path in results["files"])
     assert json_path.parent == md_path.parent == tmp_path / "results"

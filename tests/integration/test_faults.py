@@ -196,12 +196,6 @@ def detect(service: RunningService, body: dict[str, Any]) -> HttpResult:
     return service.call("POST", "/api/v1/detect", json_body=body, headers=service.bearer)
 
 
-def timed(call: Callable[[], HttpResult]) -> tuple[HttpResult, float]:
-    began = time.monotonic()
-    result = call()
-    return result, time.monotonic() - began
-
-
 def healthz(service: RunningService) -> int:
     """/healthz's status, with a short client timeout: a service stuck behind Elasticsearch fails this."""
     with urllib.request.urlopen(service.url + "/healthz", timeout=HEALTHZ_TIMEOUT_S) as response:
@@ -257,14 +251,14 @@ def test_stopped_elasticsearch_is_503_with_retry_after_and_the_same_call_succeed
     service_credentials: ServiceCredentials,
     tmp_path: Path,
 ) -> None:
-    """Node stopped before the call: 503 elasticsearch_unavailable with Retry-After, /readyz 503, /healthz
+    """Node stopped before the call: 503 elasticsearch_unavailable with Retry-After: 30, /readyz 503, /healthz
     200; after the restart the very same call writes the five outliers, one document each."""
     body = {"range": SAMPLE_RANGE, "index": events_index}
     with fault_service(tmp_path, running_node, results_index, service_credentials) as service:
         running_node.stop()
         refused = detect(service, body)
         error = assert_error(refused, 503, "elasticsearch_unavailable")
-        assert int(refused.headers["Retry-After"]) > 0
+        assert refused.headers["Retry-After"] == "30"
         assert "retry" in error["message"].lower()
         assert service.call("GET", "/readyz", headers=service.bearer).status == 503
         assert healthz(service) == 200
@@ -353,7 +347,7 @@ def test_crash_during_the_bulk_write_is_503_and_a_rerun_converges_on_the_half_wr
             running_node.crash()
             refused = in_flight.result(timeout=POLL_DEADLINE_S)
             assert_error(refused, 503, "elasticsearch_unavailable")
-            assert int(refused.headers["Retry-After"]) > 0
+            assert refused.headers["Retry-After"] == "30"
             assert "annotate aborted" in service.log_text()
 
             restart_s = running_node.restart()
@@ -381,18 +375,30 @@ def test_crash_during_the_bulk_write_is_503_and_a_rerun_converges_on_the_half_wr
 
 
 def _detect_while_paused(
-    node: FaultNode, service: RunningService, body: dict[str, Any]
-) -> tuple[HttpResult, float, list[int]]:
-    """One detection against the frozen node; /healthz polled while it waits. (result, seconds, statuses)."""
+    node: FaultNode, service: RunningService, body: dict[str, Any], *, limit_s: float
+) -> tuple[HttpResult, list[int]]:
+    """One detection against the frozen node, and the statuses of /healthz polled while it is in flight, then
+    of /readyz.
+
+    The service must answer within ``limit_s`` plus :data:`TIMEOUT_SLACK_S`: a bounded wait (a service that
+    ignores its limit fails it), not a measurement. Which limit ended the call is pinned through the answer,
+    whose message names the setting and its value.
+    """
     with node.paused(), ThreadPoolExecutor(max_workers=1) as pool:
-        in_flight = pool.submit(timed, lambda: detect(service, body))
+        in_flight = pool.submit(detect, service, body)
         health = []
         while not in_flight.done() and len(health) < 3:
             health.append(healthz(service))
             time.sleep(0.3)
-        result, elapsed = in_flight.result(timeout=POLL_DEADLINE_S + TIMEOUT_SLACK_S)
+        try:
+            result = in_flight.result(timeout=limit_s + TIMEOUT_SLACK_S)
+        except TimeoutError:
+            pytest.fail(
+                f"no answer within {limit_s:g} s (the service's limit) + {TIMEOUT_SLACK_S:g} s of slack",
+                pytrace=False,
+            )
         health.append(service.call("GET", "/readyz", headers=service.bearer).status)
-    return result, elapsed, health
+    return result, health
 
 
 def test_hung_elasticsearch_is_504_within_the_request_timeout_and_the_service_recovers(
@@ -402,8 +408,9 @@ def test_hung_elasticsearch_is_504_within_the_request_timeout_and_the_service_re
     service_credentials: ServiceCredentials,
     tmp_path: Path,
 ) -> None:
-    """Node frozen (SIGSTOP): 504 elasticsearch_timeout after about CONNECTOR_ES_TIMEOUT_SECONDS, naming it;
-    /healthz answers meanwhile, /readyz says not ready; after SIGCONT every worker detects again."""
+    """Node frozen (SIGSTOP): 504 elasticsearch_timeout naming CONNECTOR_ES_TIMEOUT_SECONDS and its value, in
+    a bounded wait; /healthz answers meanwhile, /readyz says not ready; after SIGCONT every worker detects
+    again."""
     timeout_s = 2.0
     body = {"range": SAMPLE_RANGE, "index": events_index}
     workers = 2
@@ -415,11 +422,12 @@ def test_hung_elasticsearch_is_504_within_the_request_timeout_and_the_service_re
         workers=workers,
         CONNECTOR_ES_TIMEOUT_SECONDS=f"{timeout_s:g}",
     ) as service:
-        result, elapsed, health = _detect_while_paused(running_node, service, body)
+        result, health = _detect_while_paused(running_node, service, body, limit_s=timeout_s)
 
         error = assert_error(result, 504, "elasticsearch_timeout")
-        assert "CONNECTOR_ES_TIMEOUT_SECONDS=2 s" in error["message"]
-        assert timeout_s - 0.5 <= elapsed <= timeout_s + TIMEOUT_SLACK_S, elapsed
+        assert error["message"].startswith(
+            "Elasticsearch did not answer within CONNECTOR_ES_TIMEOUT_SECONDS=2 s while running a "
+        ), error["message"]
         assert health[:-1] and all(status == 200 for status in health[:-1]), health
         assert health[-1] == 503  # /readyz while frozen: Elasticsearch unreachable
 
@@ -430,7 +438,6 @@ def test_hung_elasticsearch_is_504_within_the_request_timeout_and_the_service_re
             assert_complete_write(answer.json())
         assert healthz(service) == 200
         assert "WORKER TIMEOUT" not in service.log_text()
-    print(f"504 after {elapsed:.2f} s with CONNECTOR_ES_TIMEOUT_SECONDS={timeout_s:g}")
 
 
 def test_detection_deadline_bounds_a_call_to_a_hung_node_and_names_its_setting(
@@ -440,8 +447,8 @@ def test_detection_deadline_bounds_a_call_to_a_hung_node_and_names_its_setting(
     service_credentials: ServiceCredentials,
     tmp_path: Path,
 ) -> None:
-    """Per-request timeout long, CONNECTOR_DETECT_TIMEOUT_SECONDS short: the deadline ends the call, 504
-    naming it."""
+    """Per-request timeout long, CONNECTOR_DETECT_TIMEOUT_SECONDS short: the deadline ends the call (in a
+    bounded wait far below the per-request timeout), 504 naming the deadline's setting and value."""
     deadline_s = 3.0
     body = {"range": SAMPLE_RANGE, "index": events_index}
     with fault_service(
@@ -452,17 +459,19 @@ def test_detection_deadline_bounds_a_call_to_a_hung_node_and_names_its_setting(
         CONNECTOR_ES_TIMEOUT_SECONDS="60",
         CONNECTOR_DETECT_TIMEOUT_SECONDS=f"{deadline_s:g}",
     ) as service:
-        result, elapsed, _ = _detect_while_paused(running_node, service, body)
+        result, health = _detect_while_paused(running_node, service, body, limit_s=deadline_s)
 
         error = assert_error(result, 504, "elasticsearch_timeout")
-        assert "CONNECTOR_DETECT_TIMEOUT_SECONDS=3 s" in error["message"]
-        assert deadline_s - 0.5 <= elapsed <= deadline_s + TIMEOUT_SLACK_S, elapsed
+        assert error["message"].startswith(
+            "the detection did not finish within CONNECTOR_DETECT_TIMEOUT_SECONDS=3 s (stopped while "
+        ), error["message"]
+        assert "CONNECTOR_ES_TIMEOUT_SECONDS" not in error["message"]
+        assert health[:-1] and all(status == 200 for status in health[:-1]), health
         assert "elasticsearch_timeout" in service.log_text()
 
         recovered = detect(service, body)
         assert recovered.status == 200, recovered.body
         assert_complete_write(recovered.json())
-    print(f"504 after {elapsed:.2f} s with CONNECTOR_DETECT_TIMEOUT_SECONDS={deadline_s:g}")
 
 
 # ------------------------------------------------------------------------------------------ 3. partial

@@ -3,9 +3,10 @@
 The stand-in (``http.server`` on 127.0.0.1, one thread, bounded by timeouts) checks what Kibana checks:
 method, path with the space prefix, the ``overwrite`` query parameter, the ``kbn-xsrf`` header, the
 ``Authorization`` header, and for imports a ``multipart/form-data`` body with one part named ``file``
-whose filename ends in ``.ndjson``. A request that breaks a rule is answered 418 and recorded in
-``problems``. Answers are Kibana's documented shapes (reference/kibana.md section 6, the actions and
-alerting APIs).
+whose filename ends in ``.ndjson``. It also checks every body with the offline checks the shipped assets
+are checked with (tests/kibana_api.py): each saved object of an uploaded file, and the connector and rule
+bodies of create (POST) and update (PUT). A request that breaks a rule is answered 418 and recorded in
+``problems``. Answers are the shapes Kibana's saved-objects, actions and alerting APIs document.
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ from connector.kibana import (
 )
 from connector.scheduling import ServiceCredentials, ServiceEndpoint
 from connector.settings import Secret
+from tests.kibana_api import (
+    CORE_MIGRATION_VERSION,
+    TYPE_MIGRATION_VERSION,
+    es_query_rule_problems,
+    import_file_problems,
+    webhook_connector_problems,
+)
 
 TLS_DIR = Path(__file__).parent / "data" / "kibana-tls"
 API_KEY = "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw=="
@@ -56,10 +64,55 @@ USERNAME = "installer"
 PASSWORD = "kibana-pa$$word-for-tests"
 SERVICE_PASSWORD = "service-pa$$word-for-tests"
 REQUEST_TIMEOUT_S = 5.0
+SEARCH_SOURCE = {"query": {"language": "kuery", "query": ""}, "filter": []}
+INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
+
+
+def saved_object(
+    object_type: str,
+    object_id: str,
+    attributes: dict[str, Any],
+    references: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """A saved object as an export holds it (envelope and migration versions), which Kibana imports."""
+    return {
+        "type": object_type,
+        "id": object_id,
+        "attributes": attributes,
+        "references": references or [],
+        "coreMigrationVersion": CORE_MIGRATION_VERSION,
+        "typeMigrationVersion": TYPE_MIGRATION_VERSION[object_type],
+    }
+
+
 BUNDLE_LINES = [
-    {"type": "index-pattern", "id": "rcp-results", "attributes": {"title": "outliers-rare-child*"}},
-    {"type": "search", "id": "rcp-search", "attributes": {"title": "Rare child processes"}},
-    {"type": "dashboard", "id": "rcp-dashboard", "attributes": {"title": "Rare child processes"}},
+    saved_object(
+        "index-pattern", "rcp-results", {"title": "outliers-rare-child*", "timeFieldName": "@timestamp"}
+    ),
+    saved_object(
+        "search",
+        "rcp-search",
+        {
+            "title": "Rare child processes",
+            "columns": ["outliers.term"],
+            "sort": [["@timestamp", "desc"]],
+            "kibanaSavedObjectMeta": {
+                "searchSourceJSON": json.dumps({**SEARCH_SOURCE, "indexRefName": INDEX_REF})
+            },
+        },
+        [{"name": INDEX_REF, "type": "index-pattern", "id": "rcp-results"}],
+    ),
+    saved_object(
+        "dashboard",
+        "rcp-dashboard",
+        {
+            "title": "Rare child processes",
+            "panelsJSON": "[]",
+            "optionsJSON": "{}",
+            "timeRestore": False,
+            "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps(SEARCH_SOURCE)},
+        },
+    ),
 ]
 EXPORT_SUMMARY = {"exportedCount": 3, "missingRefCount": 0, "missingReferences": []}
 
@@ -170,10 +223,22 @@ def check_request(
         if request.headers.get("Content-Type") != "application/json":
             problems.append(f"Content-Type is {request.headers.get('Content-Type')!r}")
         try:
-            json.loads(request.body)
+            body = json.loads(request.body)
         except ValueError:
-            problems.append("the body is not JSON")
+            return [*problems, "the body is not JSON"]
+        problems.extend(check_body(request, body))
     return problems
+
+
+def check_body(request: Recorded, body: Any) -> list[str]:
+    """The body of a connector or rule create (POST) or update (PUT), as the actions and alerting APIs
+    validate it; any other body is a problem (the stand-in checks every body it gets)."""
+    create = request.method == "POST"
+    if "/api/actions/connector/" in request.path:
+        return [f"connector: {problem}" for problem in webhook_connector_problems(body, create=create)]
+    if "/api/alerting/rule/" in request.path:
+        return [f"rule: {problem}" for problem in es_query_rule_problems(body, create=create)]
+    return [f"no body check for {request.method} {request.path}"]
 
 
 def check_import(request: Recorded, import_file: bytes | None, overwrite: str) -> list[str]:
@@ -203,8 +268,10 @@ def check_import(request: Recorded, import_file: bytes | None, overwrite: str) -
     filename = part.get_filename() or ""
     if not filename.endswith(".ndjson"):
         problems.append(f"Invalid file extension: {filename!r}")
-    if import_file is not None and part.get_payload(decode=True) != import_file:
+    uploaded = part.get_payload(decode=True)
+    if import_file is not None and uploaded != import_file:
         problems.append("the uploaded file differs from the bundle")
+    problems.extend(import_file_problems(uploaded))
     return problems
 
 
@@ -403,7 +470,7 @@ def test_unsupported_type_leaves_the_others_written_and_still_fails(bundle):
 
 
 def test_success_without_every_object_is_not_done(bundle):
-    """success=true but successCount below the file's object count: not done (reference/kibana.md)."""
+    """success=true but successCount below the file's object count: not done (Kibana can skip objects)."""
     body = {**ALL_SUCCESS, "successCount": 2, "successResults": success_results()[:2]}
     with kibana_stand_in(
         {("POST", import_path(None)): Reply(200, body)}, authorization=api_key_header()
@@ -607,6 +674,55 @@ def test_an_existing_connector_and_rule_are_updated_with_what_put_accepts():
     assert stand_in.problems == []
     assert sorted(json.loads(stand_in.requests[1].body)) == ["config", "name", "secrets"]
     assert sorted(json.loads(stand_in.requests[3].body)) == ["actions", "name", "params", "schedule", "tags"]
+
+
+def _with_schedule(rule: dict[str, Any], interval: str) -> dict[str, Any]:
+    return {**rule, "schedule": {"interval": interval}}
+
+
+@pytest.mark.parametrize(
+    ("send", "problem"),
+    [
+        (
+            lambda client, bundle_path: client.import_saved_objects(bundle_path),
+            "line 2 (search:rcp-search): search attribute 'sampleSize' is not in its schema",
+        ),
+        (
+            lambda client, _: client.put_connector(
+                DEFAULT_CONNECTOR_ID,
+                {**render_connector(endpoint=service()[0], credentials=service()[1]), "config": {"url": "x"}},
+            ),
+            "connector: config.url 'x' is not an http(s) URL",
+        ),
+        (
+            lambda client, _: client.put_rule(
+                DEFAULT_RULE_ID, _with_schedule(render_rule(connector_id=DEFAULT_CONNECTOR_ID), "hourly")
+            ),
+            "rule: schedule.interval 'hourly' is not <number><s|m|h|d>",
+        ),
+    ],
+    ids=["saved-object-unknown-attribute", "connector-bad-url", "rule-bad-interval"],
+)
+def test_a_body_kibana_would_refuse_fails_at_the_stand_in(tmp_path, send, problem):
+    """The stand-in is not a JSON sink: a saved object, connector or rule Kibana would refuse is answered
+    418 with the problem, and the client reports a failure."""
+    lines = [*BUNDLE_LINES]
+    lines[1] = {**lines[1], "attributes": {**lines[1]["attributes"], "sampleSize": 100}}
+    bundle_path = tmp_path / "refused.ndjson"
+    bundle_path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    replies = {
+        ("POST", import_path(None)): Reply(200, ALL_SUCCESS),
+        ("GET", CONNECTOR_PATH): Reply(404, NOT_FOUND),
+        ("POST", CONNECTOR_PATH): Reply(200, {"id": DEFAULT_CONNECTOR_ID}),
+        ("GET", RULE_PATH): Reply(404, NOT_FOUND),
+        ("POST", RULE_PATH): Reply(200, {"id": DEFAULT_RULE_ID}),
+    }
+    with (
+        kibana_stand_in(replies, authorization=api_key_header()) as stand_in,
+        pytest.raises(KibanaError, match="418"),
+    ):
+        send(KibanaClient(connection(stand_in.url)), bundle_path)
+    assert stand_in.problems == [problem]
 
 
 def test_an_id_taken_by_another_connector_type_is_not_overwritten():

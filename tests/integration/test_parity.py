@@ -6,6 +6,9 @@ aggregators, terms, counts, summaries and frontiers (to 1e-9) must be identical.
 
 from __future__ import annotations
 
+import json
+import statistics
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -162,8 +165,31 @@ def test_elasticsearch_source_fetches_only_candidate_documents(es_client, sample
     assert source.requests == 3
 
 
+def coefficient_of_variation_outliers(path: Path, sensitivity: float) -> dict[str, int]:
+    """Parent -> number of outlier records, by the documented rule, written out independently of the model.
+
+    within_aggregator with ``coeff_of_variation`` and ``trigger_on=high``: per parent, the counts of each
+    child name; their coefficient of variation (population standard deviation over mean) is compared with
+    the sensitivity; a parent whose CV is strictly above it flags every one of its events (one record each:
+    every parity event has one parent name and one child name).
+    """
+    children: dict[str, Counter[str]] = defaultdict(Counter)
+    for line in path.read_text().splitlines():
+        process = json.loads(line)["_source"]["OsqueryFilter"]
+        assert isinstance(process["parentname"], str) and isinstance(process["name"], str), process
+        children[process["parentname"]][process["name"]] += 1
+    flagged = {}
+    for parent, counts in children.items():
+        values = list(counts.values())
+        if statistics.pstdev(values) / statistics.fmean(values) > sensitivity:
+            flagged[parent] = sum(values)
+    return flagged
+
+
 def test_small_pages_give_the_same_outliers(es_client, parity_index, tmp_path):
-    """Paging (composite after_key, PIT search_after) loses and doubles nothing."""
+    """Paging (composite after_key, PIT search_after) loses and doubles nothing, over the 407 records the
+    documented rule gives: explorer.exe (CV 0.95, 286 events) and WINWORD.EXE (CV 0.98, 121 events) pass
+    the 0.9 sensitivity; svchost.exe (CV 0.70) and lonely.exe (one child, CV 0) do not."""
     section = "terms_coefficient_of_variation"
     config = tmp_path / "parity.ini"
     config.write_text(f"[{section}]\n{COMMON}{PARITY_USE_CASES[section]}")
@@ -178,6 +204,9 @@ def test_small_pages_give_the_same_outliers(es_client, parity_index, tmp_path):
         fetch_page_size=7,
     )
     expected = run(big, use_case).to_contract()
-    assert len(expected["outliers"]) == 407
+    by_parent = coefficient_of_variation_outliers(PARITY, use_case.trigger_sensitivity)
+    assert by_parent == {"explorer.exe": 286, "WINWORD.EXE": 121}
+    assert Counter(outlier["aggregator"] for outlier in expected["outliers"]) == by_parent
+    assert len(expected["outliers"]) == sum(by_parent.values()) == 407
     assert run(small, use_case).to_contract() == expected
     assert small.requests > big.requests + 50

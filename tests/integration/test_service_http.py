@@ -72,7 +72,8 @@ def test_healthz_needs_no_credentials(gunicorn_service: RunningService):
 
 
 def test_readyz_is_ready_with_elasticsearch_up(gunicorn_service: RunningService):
-    """With the node up, /readyz is 200 ready: Elasticsearch ok, one use case loaded."""
+    """With the node up, /readyz is 200 ready: Elasticsearch ok, the three use cases of the test file loaded
+    (the seed and the two that Elasticsearch refuses at detection time)."""
     result = gunicorn_service.call("GET", "/readyz", headers=gunicorn_service.bearer)
     assert result.status == 200, result.body
     assert result.json() == {"status": "ready", "checks": {"elasticsearch": "ok", "use_cases": 3}}
@@ -128,8 +129,11 @@ def test_errors_keep_the_envelope_through_gunicorn(gunicorn_service: RunningServ
     assert_error(big, 413, "request_too_large")
 
 
-def test_detect_dry_run_over_http_matches_the_response_schema(gunicorn_service: RunningService, sample_index):
-    """A dry run over the indexed sample answers 200 with a schema-valid body and writes nothing."""
+def test_detect_dry_run_over_http_matches_the_response_schema(
+    gunicorn_service: RunningService, sample_index, es_client: Elasticsearch, service_results_index: str
+):
+    """A dry run over the indexed sample answers 200 with a schema-valid body and writes nothing: no results
+    document for the sample in the results index, no annotation on the sample's events."""
     body = {"range": SAMPLE_RANGE, "index": sample_index, "dry_run": True, "max_outliers": 3}
     result = gunicorn_service.call(
         "POST", "/api/v1/detect", json_body=body, headers={**gunicorn_service.bearer, "X-Request-Id": "dry-1"}
@@ -148,6 +152,16 @@ def test_detect_dry_run_over_http_matches_the_response_schema(gunicorn_service: 
     assert len(response["outliers"]) == 3
     assert response["annotation"]["dry_run"] is True
     assert response["annotation"]["written"] == 0
+    assert response["annotation"]["outcome"] == "skipped"
+    # What Elasticsearch holds: the results index (if another test created it) has nothing from this
+    # sample, and the sample's events carry no outlier annotation.
+    es_client.indices.refresh(index=[service_results_index, sample_index], ignore_unavailable=True)
+    from_sample = {"term": {"outliers.source_index": sample_index}}
+    stored = es_client.count(index=service_results_index, query=from_sample, ignore_unavailable=True)
+    assert stored["count"] == 0
+    annotated = {"bool": {"should": [{"exists": {"field": "outliers"}}, {"term": {"tags": "outlier"}}]}}
+    assert es_client.count(index=sample_index, query=annotated)["count"] == 0
+    assert es_client.count(index=sample_index)["count"] == 5280
 
 
 def test_readyz_is_503_when_elasticsearch_is_unreachable(gunicorn_service_es_down: RunningService):
@@ -164,12 +178,12 @@ def test_readyz_is_503_when_elasticsearch_is_unreachable(gunicorn_service_es_dow
 def test_detect_is_503_with_retry_after_when_elasticsearch_is_unreachable(
     gunicorn_service_es_down: RunningService,
 ):
-    """Elasticsearch on a closed port: detect is 503 elasticsearch_unavailable with Retry-After."""
+    """Elasticsearch on a closed port: detect is 503 elasticsearch_unavailable with Retry-After: 30."""
     service = gunicorn_service_es_down
     body = {"range": {"from": "now-1h", "to": "now"}, "dry_run": True}
     result = service.call("POST", "/api/v1/detect", json_body=body, headers=service.bearer)
     assert_error(result, 503, "elasticsearch_unavailable")
-    assert int(result.headers["Retry-After"]) > 0
+    assert result.headers["Retry-After"] == "30"
 
 
 def test_connector_serve_starts_gunicorn(

@@ -8,7 +8,9 @@ sends good and bad credentials, a query string secret and a detection, then read
 from __future__ import annotations
 
 import base64
+import json
 import secrets
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +24,8 @@ from conftest_service import (
     HttpResult,
     RunningService,
     ServiceCredentials,
+    http_request,
+    run_service,
     running_service,
 )
 from elasticsearch import Elasticsearch
@@ -229,3 +233,61 @@ def test_text_format_on_request(
             assert not line.startswith("2026-12-01 00:00:00,000"), line
         assert "\x1b" not in log_text
     es_client.indices.delete(index=results_index, ignore_unavailable=True)
+
+
+def test_access_lines_go_to_stdout_and_everything_else_to_stderr(
+    es_url: str, service_workdir: Path, service_credentials: ServiceCredentials, tmp_path: Path
+):
+    """`connector serve` (the container's command) with its stdout and stderr read as two separate streams:
+    stdout holds exactly the access lines, one per request in order; stderr holds everything else (the
+    serve line, gunicorn's own lines, the service's lines) and no access line."""
+    stderr_path = tmp_path / "stderr.log"
+    environment = {
+        "CONNECTOR_ES_URL": es_url,
+        "CONNECTOR_USE_CASES": str(service_workdir / "rare_child.ini"),
+        "CONNECTOR_ALLOWED_INDICES": f"{SERVICE_INDEX_PREFIX}*",
+        **service_credentials.environment(),
+    }
+    command = [sys.executable, "-m", "connector", "serve", "--workers", "1"]
+    with run_service(tmp_path, environment, command=command, stderr_path=stderr_path) as (
+        url,
+        stdout_path,
+        env,
+    ):
+        bearer = {"Authorization": f"Bearer {service_credentials.token}"}
+        calls = [("stream-health", "/healthz", {}), ("stream-ok", "/api/v1/use-cases", bearer)]
+        calls.append(("stream-refused", "/api/v1/use-cases", {}))
+        statuses = [
+            http_request("GET", url + path, headers={**headers, "X-Request-Id": request_id}).status
+            for request_id, path, headers in calls
+        ]
+        assert statuses == [200, 200, 401]
+        deadline = time.monotonic() + LOG_WAIT_S  # the access line is written after the response
+        while "stream-refused" not in stdout_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    # After the stop, so gunicorn's shutdown lines are there too.
+    stdout = [json.loads(line) for line in stdout_path.read_text().splitlines()]
+    assert [line["log"]["logger"] for line in stdout] == ["gunicorn.access"] * len(stdout)
+    assert {line["event"]["dataset"] for line in stdout} == {"rare_child_connector.access"}
+    *probes, health, ok, refused_access = stdout  # first, the /healthz polls that waited for the start
+    assert probes and {line["message"] for line in probes} == {"GET /healthz 200"}
+    assert [
+        (line["http"]["request"].get("id"), line["message"]) for line in (health, ok, refused_access)
+    ] == [
+        ("stream-health", "GET /healthz 200"),
+        ("stream-ok", "GET /api/v1/use-cases 200"),
+        ("stream-refused", "GET /api/v1/use-cases 401"),
+    ]
+
+    serve_line, *rest = stderr_path.read_text().splitlines()
+    assert serve_line == f"starting gunicorn on {env['CONNECTOR_BIND']} with 1 worker(s)"
+    stderr = [json.loads(line) for line in rest]
+    assert all(line["event"]["dataset"] == "rare_child_connector.service" for line in stderr), stderr
+    assert all(line["log"]["logger"] != "gunicorn.access" for line in stderr)
+    messages = [line["message"] for line in stderr]
+    for expected in ("Listening at: http://", "Booting worker with pid", "service ready", "Shutting down"):
+        assert any(message.startswith(expected) for message in messages), (expected, messages)
+    refused = [
+        line for line in stderr if line.get("http", {}).get("request", {}).get("id") == "stream-refused"
+    ]
+    assert [line["log"]["logger"].startswith("connector.") for line in refused] == [True], refused

@@ -23,7 +23,7 @@ from connector.settings import Secret
 from connector.watcher import WEBHOOK_ACTION, install_watch, render_watch, watch_command
 
 SERVICE_PASSWORD = "watch-pa$$word-never-printed"
-# reference/watcher.md §1 and §2: what a watch and a webhook action may contain.
+# What Watcher's PUT watch API parses: the keys of a watch and of a webhook action.
 WATCH_KEYS = {"trigger", "input", "condition", "transform", "actions", "metadata", "throttle_period"}
 WEBHOOK_KEYS = {
     "scheme",
@@ -121,7 +121,8 @@ def test_an_unreachable_cluster_is_not_mistaken_for_a_missing_watcher():
 
 
 def test_the_rendered_watch_is_valid_json_with_every_placeholder_filled():
-    """Host, port (a number), path prefix, user and body are filled; no ${...} remains; keys are Watcher's."""
+    """Host, port (a number), path prefix, user and body are filled; no ${...} remains; keys are Watcher's;
+    the schedule is every hour at minute 5."""
     watch = rendered()
     text = json.dumps(watch)
     assert json.loads(text) == watch
@@ -143,8 +144,9 @@ def test_the_rendered_watch_is_valid_json_with_every_placeholder_filled():
         "max_outliers": 10,
         "index": "osquery-*",
     }
-    cron = watch["trigger"]["schedule"]["cron"]
-    assert len(cron.split()) in (6, 7) and cron.split()[:2] == ["0", "5"]  # Quartz: seconds first
+    # Quartz cron, seconds first: second 0 of minute 5 of every hour, every day of every month, any weekday,
+    # no year field. A daily ("0 5 3 * * ?") or weekly schedule fails here.
+    assert watch["trigger"] == {"schedule": {"cron": "0 5 * * * ?"}}
 
 
 def test_a_plain_http_service_url_keeps_its_port_and_scheme():

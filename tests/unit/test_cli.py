@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from connector.cli import main
 from connector.config import load_use_cases
 from connector.engine import run
+from connector.knowledge import DEFAULT_KNOWLEDGE
 from connector.sources.ndjson import NdjsonSource
 
 USE_CASE = """\
@@ -188,3 +189,67 @@ def test_memory_does_not_grow_with_file_length_for_fixed_distinct_pairs(tmp_path
     large_peak = _peak_bytes_of_detection(use_case_file, large)
     # Loading the large file whole would take tens of MB; streaming stays within a few KB.
     assert large_peak < small_peak * 1.5 + 64 * 1024, (small_peak, large_peak)
+
+
+RARECHILD = Path(__file__).resolve().parents[2] / "examples" / "rarechild.ini"
+LSASS = Path(__file__).resolve().parents[2] / "bench" / "detection" / "otrf_mordor_lsass_campaigns.ndjson"
+
+
+def test_rarechild_json_is_one_record_per_alert_with_its_factors():
+    """The documented rarechild record: the issue's minimum keys, and factors that add up to the score."""
+    result = CliRunner().invoke(main, ["detect", "--config", str(RARECHILD), "--events", str(LSASS)])
+    assert result.exit_code == 0, result.output
+    contract = json.loads(result.output)
+    assert (contract["use_case"], contract["model"], contract["events_analyzed"]) == (
+        "rarechild_suspicious_child",
+        "rarechild",
+        948,
+    )
+    alerts = contract["outliers"]
+    assert alerts and len(alerts) <= 20
+    for alert in alerts:
+        assert {"_id", "aggregator", "term", "score", "factors", "count", "event_ids"} <= set(alert)
+        assert alert["_id"] == alert["event_ids"][0]
+        assert alert["count"] == len(alert["event_ids"])
+        assert alert["score"] >= alert["threshold"] == 8
+        assert sum(factor["points"] for factor in alert["factors"]) == pytest.approx(alert["score"], abs=0.01)
+    assert [alert["score"] for alert in alerts] == sorted((alert["score"] for alert in alerts), reverse=True)
+    payload = {(a["aggregator"], a["term"]): a for a in alerts}[("winx64_payload.exe", "cmd.exe")]
+    assert payload["count"] == 8
+    assert len(payload["hosts"]) == payload["host_count"] >= 2
+
+
+def test_rarechild_table_shows_each_alert_and_its_reasons():
+    result = CliRunner().invoke(
+        main, ["detect", "--config", str(RARECHILD), "--events", str(LSASS), "--format", "table"]
+    )
+    assert result.exit_code == 0, result.output
+    as_json = json.loads(
+        CliRunner().invoke(main, ["detect", "--config", str(RARECHILD), "--events", str(LSASS)]).output
+    )
+    lines = result.output.splitlines()
+    assert lines[0] == (
+        f"rarechild_suspicious_child: {len(as_json['outliers'])} alerts in 948 events "
+        f"({as_json['pairs_above_threshold']} pairs reached the threshold)"
+    )
+    assert sum(1 for line in lines if line[:1].isdigit()) == len(as_json["outliers"])
+    assert lines[2].split() == ["score", "parent", "child", "events", "hosts", "first", "event"]
+    row = next(i for i, line in enumerate(lines) if "happy_image.jpeg.exe" in line and "explorer.exe" in line)
+    reasons = lines[row + 1 : row + 4]
+    assert reasons[0].split(maxsplit=1) == [
+        "+5.00",
+        "happy_image.jpeg.exe poses as a document (double extension)",
+    ]
+
+
+def test_check_knowledge_validates_the_shipped_file_and_names_a_broken_key(tmp_path):
+    shipped = CliRunner().invoke(main, ["check-knowledge"])
+    assert shipped.exit_code == 0, shipped.output
+    assert shipped.output.startswith(f"{DEFAULT_KNOWLEDGE}: valid; ")
+    broken = tmp_path / "mine.toml"
+    text = DEFAULT_KNOWLEDGE.read_text()
+    broken.write_text(text.replace('technique = "T1204.002"', 'technique = "1204"', 1))
+    result = CliRunner().invoke(main, ["check-knowledge", str(broken)])
+    assert result.exit_code == 2
+    assert f"error: {broken}: rules." in result.output
+    assert "'1204' does not match" in result.output

@@ -39,3 +39,30 @@ def test_readme_seed_use_case_is_the_shipped_example_file():
         if not line.startswith("#")
     ).strip()
     assert shown.strip() == shipped
+
+
+def test_readme_rarechild_example_is_what_the_table_format_prints():
+    """The scored model's example under "What it finds" is the real start of its table output."""
+    from click.testing import CliRunner
+
+    from connector.cli import main
+
+    section = README[README.index("## What it finds") :]
+    block = re.search(r"```\n\$ connector (detect [^\n]*)\n(.*?)\n\.\.\.\n```", section, re.DOTALL)
+    argv = block.group(1).split()
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 0, result.output
+    shown = block.group(2).splitlines()
+    assert result.output.splitlines()[: len(shown)] == shown
+
+
+def test_readme_detection_table_is_the_recorded_benchmark():
+    """Every row of the README's detection table is a row of the benchmark result it cites."""
+    section = README[README.index("## What it finds") : README.index("## The webhook service")]
+    cited = re.search(r"\(`(bench/results/[^`]+-detection\.md)`\)", section).group(1)
+    recorded = (ROOT / cited).read_text().splitlines()
+    rows = [
+        line for line in section.splitlines() if line.startswith("| rarechild") or line.startswith("| terms")
+    ]
+    assert len(rows) == 8
+    assert all(row in recorded for row in rows), [row for row in rows if row not in recorded]

@@ -1,6 +1,6 @@
 """Offline sweep of the Kibana saved-objects bundle (kibana_saved_objects/rare-child-connector.ndjson).
 
-What Kibana's import API would refuse, and what imports but breaks when opened (shared/reference/kibana.md),
+What Kibana's import API would refuse, and what imports but breaks when opened (Kibana 8.11 to 9.x),
 checked on every shipped object, one class per concern (as detection-rules' test_all_rules does): the file
 itself, the envelope and migration versions, ids and references, JSON-encoded attributes, attribute key
 sets, saved searches, Lens, the dashboard, the fields every object uses (against the results index
@@ -29,6 +29,7 @@ from connector.saved_objects import (
     MINIMUM_KIBANA_VERSION,
     RESULTS_DATA_VIEW_ID,
     RESULTS_SEARCH_ID,
+    SCORED_ALERTS_SEARCH_ID,
     VERSION_LOCK_FILE,
     FieldUse,
     VersionLockError,
@@ -42,110 +43,35 @@ from connector.saved_objects import (
     render_version_lock,
     saved_objects,
 )
+from tests.kibana_api import (
+    CORE_MIGRATION_VERSION,
+    DASHBOARD_KEYS,
+    DASHBOARD_REFRESH_KEYS,
+    IMPORTABLE_TYPES,
+    INDEX_PATTERN_KEYS,
+    LENS_KEYS,
+    LENS_STATE_KEYS,
+    LENS_VISUALIZATION_TYPES,
+    OPTIONAL_ENVELOPE_KEYS,
+    REQUIRED_ENVELOPE_KEYS,
+    SEARCH_KEYS,
+    SEMVER,
+    TYPE_MIGRATION_VERSION,
+    attribute_at,
+    encoded_attribute_paths,
+    saved_object_problems,
+    version_tuple,
+)
+from tests.kibana_api import MINIMUM_KIBANA_VERSION as KIBANA_API_MINIMUM_VERSION
 
 BUNDLE_DIR = Path(__file__).resolve().parents[2] / "kibana_saved_objects"
 BUNDLE_PATH = BUNDLE_DIR / BUNDLE_FILE
 LOCK_PATH = BUNDLE_DIR / VERSION_LOCK_FILE
 EXTERNAL_REFERENCES_PATH = BUNDLE_DIR / "external_references.json"
 
-# --- What kibana.md says, restated here so that the tests do not trust the module they check.
-SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
-IMPORTABLE_TYPES = {"index-pattern", "search", "visualization", "lens", "dashboard", "tag"}
-REQUIRED_ENVELOPE_KEYS = {
-    "id",
-    "type",
-    "attributes",
-    "references",
-    "coreMigrationVersion",
-    "typeMigrationVersion",
-}
-OPTIONAL_ENVELOPE_KEYS = {"managed"}
-TYPE_MIGRATION_VERSION = {  # kibana.md §2 table
-    "index-pattern": "8.0.0",
-    "search": "8.0.0",
-    "visualization": "8.5.0",
-    "lens": "8.9.0",
-    "dashboard": "8.9.0",
-    "tag": "8.0.0",
-}
-CORE_MIGRATION_VERSION = "8.8.0"
+# What Kibana's import accepts lives in tests/kibana_api.py, shared with the Kibana stand-in of the installer
+# tests; what follows are this bundle's own rules.
 LENS_FORM_BASED_MINIMUM = "8.6.0"  # the indexpattern -> formBased rename
-SEARCH_KEYS = {  # §3, the 8.8.0 base schema (forbids unknown keys)
-    "title",
-    "description",
-    "columns",
-    "sort",
-    "grid",
-    "rowHeight",
-    "rowsPerPage",
-    "hideChart",
-    "breakdownField",
-    "kibanaSavedObjectMeta",
-    "isTextBasedQuery",
-    "usesAdHocDataView",
-    "timeRestore",
-    "timeRange",
-    "refreshInterval",
-    "viewMode",
-    "hideAggregatedPreview",
-    "hits",
-    "version",
-}
-DASHBOARD_KEYS = {  # §3, schema v1 (8.9.0, unknowns forbidden)
-    "title",
-    "description",
-    "kibanaSavedObjectMeta",
-    "timeRestore",
-    "timeFrom",
-    "timeTo",
-    "refreshInterval",
-    "controlGroupInput",
-    "panelsJSON",
-    "optionsJSON",
-    "hits",
-    "version",
-}
-DASHBOARD_REFRESH_KEYS = {"pause", "value", "display", "section"}
-INDEX_PATTERN_KEYS = {  # §5 (no schema: stick to what Kibana writes)
-    "title",
-    "name",
-    "timeFieldName",
-    "fields",
-    "fieldFormatMap",
-    "fieldAttrs",
-    "runtimeFieldMap",
-    "sourceFilters",
-    "typeMeta",
-    "allowNoIndex",
-    "allowHidden",
-}
-INDEX_PATTERN_JSON_ATTRIBUTES = {
-    "fields": list,
-    "fieldFormatMap": dict,
-    "fieldAttrs": dict,
-    "runtimeFieldMap": dict,
-    "sourceFilters": list,
-    "typeMeta": dict,
-}
-LENS_KEYS = {"title", "description", "visualizationType", "state"}
-LENS_STATE_KEYS = {
-    "datasourceStates",
-    "visualization",
-    "query",
-    "filters",
-    "internalReferences",
-    "adHocDataViews",
-}
-LENS_VISUALIZATION_TYPES = {
-    "lnsXY",
-    "lnsDatatable",
-    "lnsMetric",
-    "lnsPie",
-    "lnsHeatmap",
-    "lnsGauge",
-    "lnsTagcloud",
-    "lnsLegacyMetric",
-}
 DASHBOARD_OPTIONS = {"useMargins", "syncColors", "syncCursor", "syncTooltips", "hidePanelTitles"}
 SEARCH_SOURCE_INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
 LENS_LAYER_REF = "indexpattern-datasource-layer-{}"
@@ -159,11 +85,13 @@ OPERATION_FIELD_TYPES = {
     "date_histogram": {"date", "date_nanos"},
     "range": {"long", "integer", "double", "float", "scaled_float"},
 }
-AGGREGATING_ROLES = {"sort", "breakdown"}
+AGGREGATING_ROLES = {"sort", "breakdown"}  # and every "lens <operation>" role
+# Roles whose field Kibana reads or shows without aggregating it: only its existence is checked.
+SHOWN_ROLES = {"time field", "field format", "field label", "column", "query", "filter"}
 
 
-def version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
+def is_aggregating(role: str) -> bool:
+    return role.startswith("lens ") or role in AGGREGATING_ROLES
 
 
 def template_fields(properties: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -222,13 +150,15 @@ def dashboard_panels(dashboard: Mapping[str, Any]) -> list[dict[str, Any]]:
     return json.loads(dashboard["attributes"]["panelsJSON"])
 
 
-def field_uses(data_view_id: str) -> list[Any]:
-    """(object, field use) of every object reading ``data_view_id``, as params with readable ids."""
+def field_uses(data_view_id: str | None = None, *, aggregating: bool | None = None) -> list[Any]:
+    """(object, field use) of every object reading ``data_view_id`` (any, if ``None``), as params with
+    readable ids; ``aggregating`` keeps only the uses that do (True) or do not (False) aggregate."""
     params = []
     for item in OBJECTS:
-        if data_view_id in data_view_ids(item):
+        if data_view_id is None or data_view_id in data_view_ids(item):
             for use in fields_used(item):
-                params.append(pytest.param(item, use, id=f"{key_of(item)}-{use.role}-{use.field}"))
+                if aggregating is None or is_aggregating(use.role) == aggregating:
+                    params.append(pytest.param(item, use, id=f"{key_of(item)}-{use.role}-{use.field}"))
     return params
 
 
@@ -269,7 +199,7 @@ class TestBundleFile:
         assert len(OBJECTS) <= 10000
 
     def test_objects_are_in_dependency_order(self) -> None:
-        """Data views, then searches, then Lens, then the dashboard (reference §8)."""
+        """Data views, then searches, then Lens, then the dashboard: each object after what it references."""
         order = {"index-pattern": 0, "search": 1, "visualization": 2, "lens": 2, "dashboard": 3}
         ranks = [order[item["type"]] for item in OBJECTS]
         assert ranks == sorted(ranks)
@@ -280,6 +210,16 @@ class TestBundleFile:
 
 class TestEnvelope:
     """Envelope keys and migration versions: what makes the import accept, migrate and validate a line."""
+
+    @pytest.mark.parametrize("saved_object", all_objects())
+    def test_kibana_would_import_it(self, saved_object: dict[str, Any]) -> None:
+        """The checks the Kibana stand-in of the installer tests applies to every uploaded object (envelope,
+        versions, references, schema keys, encoded attributes) find nothing."""
+        assert saved_object_problems(saved_object) == []
+
+    def test_the_shared_checks_stand_in_for_the_minimum_kibana_version(self) -> None:
+        """tests/kibana_api.py judges objects as the Kibana version the bundle declares as its minimum."""
+        assert KIBANA_API_MINIMUM_VERSION == MINIMUM_KIBANA_VERSION
 
     @pytest.mark.parametrize("saved_object", all_objects())
     def test_envelope_keys(self, saved_object: dict[str, Any]) -> None:
@@ -313,8 +253,9 @@ class TestEnvelope:
 
     @pytest.mark.parametrize("saved_object", all_objects())
     def test_type_migration_version(self, saved_object: dict[str, Any]) -> None:
-        """The §2 value for the type: valid semver, no model-version ``10.x`` value, not newer than the
-        minimum Kibana version (an older Kibana refuses it as "belongs to a more recent version")."""
+        """TYPE_MIGRATION_VERSION's value for the type: valid semver, no model-version ``10.x`` value, not
+        newer than the minimum Kibana version (an older Kibana refuses it as "belongs to a more recent
+        version")."""
         version = saved_object["typeMigrationVersion"]
         assert SEMVER.match(version)
         assert version == TYPE_MIGRATION_VERSION[saved_object["type"]]
@@ -353,7 +294,7 @@ class TestIdsAndReferences:
         assert len(keys) == len(set(keys))
 
     def test_the_expected_objects_are_shipped(self) -> None:
-        """Two data views, two searches, four Lens, one dashboard, under their stable ids."""
+        """Two data views, three searches, four Lens, one dashboard, under their stable ids."""
         assert sorted(key_of(item) for item in OBJECTS) == [
             "dashboard:rcp-dashboard",
             "index-pattern:rcp-dataview-events",
@@ -364,6 +305,7 @@ class TestIdsAndReferences:
             "lens:rcp-lens-top-pairs",
             "search:rcp-search-annotated-events",
             "search:rcp-search-rare-children",
+            "search:rcp-search-scored-alerts",
         ]
 
     def test_external_references_file_is_well_formed(self) -> None:
@@ -393,25 +335,8 @@ class TestIdsAndReferences:
 def encoded_attributes() -> Iterator[Any]:
     """(object, attribute path, expected JSON type) of every JSON-encoded attribute."""
     for item in OBJECTS:
-        attributes = item["attributes"]
-        paths: list[tuple[str, type]] = []
-        if item["type"] == "index-pattern":
-            paths += [
-                (name, kind) for name, kind in INDEX_PATTERN_JSON_ATTRIBUTES.items() if name in attributes
-            ]
-        if "kibanaSavedObjectMeta" in attributes:
-            paths.append(("kibanaSavedObjectMeta.searchSourceJSON", dict))
-        if item["type"] == "dashboard":
-            paths += [("panelsJSON", list), ("optionsJSON", dict)]
-        for path, kind in paths:
+        for path, kind in encoded_attribute_paths(item):
             yield pytest.param(item, path, kind, id=f"{key_of(item)}-{path}")
-
-
-def attribute_at(attributes: Mapping[str, Any], path: str) -> Any:
-    value: Any = attributes
-    for part in path.split("."):
-        value = value[part]
-    return value
 
 
 class TestEncodedAttributes:
@@ -709,10 +634,11 @@ class TestDashboard:
                     cells[(column, row)] = panel["panelIndex"]
 
     def test_dashboard_combines_the_visuals_and_the_saved_search(self, dashboard: dict[str, Any]) -> None:
-        """Every Lens object and the results search are panels of the dashboard."""
+        """Every Lens object, the results search and the scored alerts search are panels of the dashboard."""
         targets = {key_of(reference) for reference in dashboard["references"]}
         expected = {key_of(item) for item in OBJECTS if item["type"] == "lens"} | {
-            f"search:{RESULTS_SEARCH_ID}"
+            f"search:{RESULTS_SEARCH_ID}",
+            f"search:{SCORED_ALERTS_SEARCH_ID}",
         }
         assert targets == expected
 
@@ -744,6 +670,7 @@ class TestFields:
             ("column", "outliers.summary"),
             ("sort", "@timestamp"),
             ("breakdown", "outliers.summary.keyword"),
+            ("query", "outliers.model_type"),
         ]
         assert FieldUse("tags", "query") in fields_used(BY_KEY[f"search:{ANNOTATED_EVENTS_SEARCH_ID}"])
         over_time = {(use.role, use.field) for use in fields_used(BY_KEY["lens:rcp-lens-outliers-over-time"])}
@@ -782,14 +709,26 @@ class TestFields:
         results data view name a field of the results index template (connector.annotate)."""
         assert use.field in RESULTS_FIELDS, f"{use.field} ({use.role}) is not in the results index template"
 
-    @pytest.mark.parametrize(("saved_object", "use"), field_uses(RESULTS_DATA_VIEW_ID))
+    @pytest.mark.parametrize(("saved_object", "use"), field_uses())
+    def test_every_role_is_either_aggregating_or_shown(
+        self, saved_object: dict[str, Any], use: FieldUse
+    ) -> None:
+        """A role neither list knows (a new kind of use) would escape the aggregation check below."""
+        assert is_aggregating(use.role) or use.role in SHOWN_ROLES, use
+
+    def test_the_aggregated_uses_are_sorts_breakdowns_and_lens_buckets(self) -> None:
+        """The aggregation check below runs on every sort, breakdown and Lens bucket of the results views."""
+        roles = {param.values[1].role for param in field_uses(RESULTS_DATA_VIEW_ID, aggregating=True)}
+        assert roles == {"sort", "breakdown", "lens terms", "lens date_histogram", "lens range"}
+
+    @pytest.mark.parametrize(("saved_object", "use"), field_uses(RESULTS_DATA_VIEW_ID, aggregating=True))
     def test_aggregated_fields_are_aggregatable(self, saved_object: dict[str, Any], use: FieldUse) -> None:
         """Lens buckets, sorts and breakdowns need doc values: no text field; each Lens operation gets a
         field type it can aggregate (terms: keyword/number, date_histogram: date, range: number)."""
         field_type = RESULTS_FIELDS.get(use.field)
         if use.role.startswith("lens "):
             assert field_type in OPERATION_FIELD_TYPES[use.role.removeprefix("lens ")], (use, field_type)
-        elif use.role in AGGREGATING_ROLES:
+        else:
             assert field_type not in {None, "text"}, (use, field_type)
 
     @pytest.mark.parametrize(("saved_object", "use"), field_uses(EVENTS_DATA_VIEW_ID))
@@ -813,7 +752,8 @@ def lock() -> dict[str, Any]:
 
 
 class TestVersionLock:
-    """versions.json: minimum Kibana version and a sha256 + version per object (STYLE rule 17)."""
+    """versions.json: minimum Kibana version and a sha256 + version per object (a changed object needs a
+    raised version)."""
 
     def test_lock_file_is_generated(self) -> None:
         """The file is exactly what the generator writes for the current definitions."""
@@ -855,7 +795,8 @@ class TestVersionLock:
         first = objects[0]
         changed = dataclasses.replace(first, attributes={**first.attributes, "name": "changed"})
         with pytest.raises(
-            VersionLockError, match=rf"{re.escape(first.key)}: content changed .* set version=2"
+            VersionLockError,
+            match=rf"{re.escape(first.key)}: content changed .* set version={first.version + 1}",
         ):
             build_version_lock([changed, *objects[1:]], previous)
 
@@ -864,9 +805,12 @@ class TestVersionLock:
         objects = saved_objects()
         previous = build_version_lock(objects)
         first = objects[0]
-        changed = dataclasses.replace(first, version=2, attributes={**first.attributes, "name": "changed"})
+        bumped = first.version + 1
+        changed = dataclasses.replace(
+            first, version=bumped, attributes={**first.attributes, "name": "changed"}
+        )
         entry = build_version_lock([changed, *objects[1:]], previous)["objects"][first.key]
-        assert entry["version"] == 2
+        assert entry["version"] == bumped
         assert entry["sha256"] == object_sha256(changed) != previous["objects"][first.key]["sha256"]
 
     def test_a_lower_version_is_refused(self) -> None:

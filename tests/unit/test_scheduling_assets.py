@@ -1,9 +1,10 @@
 """The scheduling assets and their filling: service URLs, placeholders, and what Watcher errors mean.
 
-The asset checks pin the formats of reference/watcher.md (watch keys, webhook fields, Kibana connector
-config and secrets, rule params). The Watcher error cases the real test node cannot produce (it has no
-Watcher module, so no licence check) are fed to :func:`watcher_error` as the exception the client raises
-for the documented answers.
+The asset checks pin the formats Watcher and Kibana parse (watch keys, webhook fields, Kibana connector
+config and secrets, rule params); the connector and rule go through the same checks of tests/kibana_api.py
+that the Kibana stand-in of the installer tests applies to what it receives. The Watcher error cases the
+real test node cannot produce (it has no Watcher module, so no licence check) are fed to
+:func:`watcher_error` as the exception the client raises for the documented answers.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from connector.scheduling import (
 )
 from connector.settings import Secret
 from connector.watcher import WEBHOOK_ACTION, watcher_error
+from tests.kibana_api import es_query_rule_problems, webhook_connector_problems
 
 
 @pytest.mark.parametrize(
@@ -109,7 +111,7 @@ def test_redaction_masks_every_string_holding_a_secret():
 
 
 def test_the_watch_asset_uses_only_what_watcher_parses():
-    """Top-level keys, webhook fields and method from reference/watcher.md; placeholders only where filled."""
+    """Top-level keys, webhook fields and method Watcher parses; placeholders only where filled."""
     watch = load_asset(WATCH_ASSET)
     assert set(watch) <= {
         "trigger",
@@ -148,12 +150,15 @@ def test_the_kibana_connector_asset_is_a_basic_auth_webhook_with_secrets_apart()
         credentials=ServiceCredentials("kibana", Secret("pw")),
     )
     assert filled["config"]["url"] == "https://rcp.internal:8443/api/v1/detect"
+    assert webhook_connector_problems(filled, create=True) == []
 
 
 def test_the_kibana_rule_fires_every_hour_and_calls_the_connector():
-    """threshold >= 0 with size 0 matches on every run, so the action runs hourly (reference §5)."""
+    """threshold >= 0 with size 0 matches on every run, so the action runs hourly; the alerting API
+    accepts the body."""
     assert load_asset(KIBANA_RULE_ASSET)["rule_type_id"] == ".es-query"
     rule = render_rule(connector_id=DEFAULT_CONNECTOR_ID, use_case="terms_rare_childname")
+    assert es_query_rule_problems(rule, create=True) == []
     assert rule["schedule"] == {"interval": "1h"}
     params = rule["params"]
     assert (params["threshold"], params["thresholdComparator"], params["size"]) == ([0], ">=", 0)

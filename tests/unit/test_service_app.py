@@ -197,7 +197,7 @@ def test_factory_refuses_a_file_without_use_cases_and_duplicates(env: dict[str, 
     """A file with no [terms_*] section, or the same section in two files, is a startup error."""
     empty = tmp_path / "empty.ini"
     empty.write_text("[whitelist_literals]\n")
-    with pytest.raises(ConfigError, match=r"no \[terms_\*\] use case in this file"):
+    with pytest.raises(ConfigError, match=r"no \[terms_\*\] or \[rarechild_\*\] use case in this file"):
         create_app(Settings.from_env({**env, "CONNECTOR_USE_CASES": str(empty)}))
     copy = tmp_path / "copy.ini"
     shutil.copyfile(EXAMPLE_USE_CASES, copy)
