@@ -235,12 +235,15 @@ def gunicorn_service(
     workdir: Path,
     workers: int = 1,
     sample_memory: bool = True,
+    gunicorn_args: Sequence[str] = (),
+    settings: dict[str, str] | None = None,
 ) -> Iterator[Service]:
-    """The real service: gunicorn, ``workers`` sync workers, a free loopback port; stopped in ``finally``.
+    """The real service: gunicorn, ``workers`` workers, a free loopback port; stopped in ``finally``.
 
     One worker (the default) makes the worker's memory the service's memory (``bench/run.py``); the load
     test (``bench/load.py``) starts several and turns the 20 ms RSS sampler off, so that sampling thread
-    does not compete with the clients for the CPU.
+    does not compete with the clients for the CPU. ``gunicorn_args`` override the configuration file
+    (``bench/probes.py`` compares worker classes with ``-k``); ``settings`` override ``CONNECTOR_*``.
     """
     port = free_loopback_port()
     token = secrets.token_urlsafe(24)
@@ -258,11 +261,12 @@ def gunicorn_service(
             "CONNECTOR_DETECT_TIMEOUT_SECONDS": "570",
             "CONNECTOR_BIND": f"127.0.0.1:{port}",
             "CONNECTOR_WORKERS": str(workers),
+            **(settings or {}),
         }
     )
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"service-{port}.log"
-    argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), APP_FACTORY]
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), *gunicorn_args, APP_FACTORY]
     with open(log_path, "wb") as log_file:
         master = subprocess.Popen(
             argv,

@@ -235,6 +235,7 @@ def detect_in_elasticsearch(
     results_index: str = DEFAULT_RESULTS_INDEX,
     max_outliers: int | None = None,
     budget: TimeBudget | None = None,
+    allowed_indices: tuple[str, ...] | None = None,
 ) -> ElasticsearchDetection | RareChildDetection:
     """Run ``use_case`` over ``index`` for ``time_range`` and write the outliers back.
 
@@ -244,9 +245,11 @@ def detect_in_elasticsearch(
     With ``baseline_start`` the counts cover ``[baseline_start, end)`` and only events inside
     ``[start, end)`` are reported and written. ``budget`` bounds every request, reads and writes alike,
     and all of them together (a request that would start after its deadline raises instead).
+    ``allowed_indices`` restricts the concrete indices read (aliases and data streams resolved first).
 
     :raises ElasticsearchTimeoutError: a request, or the whole detection, ran out of time; the message
         names the setting to raise
+    :raises IndexNotAllowedError: a concrete index the expression reaches is outside ``allowed_indices``
     """
     if isinstance(use_case, RareChildUseCase):
         return detect_rarechild_in_elasticsearch(
@@ -260,6 +263,7 @@ def detect_in_elasticsearch(
             results_index=results_index,
             max_outliers=max_outliers,
             budget=budget,
+            allowed_indices=allowed_indices,
         )
     began = time.monotonic()
     counted_from = min(baseline_start, time_range.start) if baseline_start else time_range.start
@@ -270,6 +274,7 @@ def detect_in_elasticsearch(
         end=time_range.end,
         host_field=use_case.host_field,
         budget=budget,
+        allowed_indices=allowed_indices,
     )
     result = run(source, use_case)
     in_range = result.outliers

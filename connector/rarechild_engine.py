@@ -255,6 +255,7 @@ def detect_rarechild_in_elasticsearch(
     results_index: str,
     max_outliers: int | None = None,
     budget: TimeBudget | None = None,
+    allowed_indices: tuple[str, ...] | None = None,
 ) -> RareChildDetection:
     """Run a rarechild use case over ``index`` for ``time_range`` and write its alerts back.
 
@@ -262,6 +263,7 @@ def detect_rarechild_in_elasticsearch(
     novelty says whether a pair occurred before the range, and only events in the range alert.
 
     :raises RequestValidationError: ``annotate=in_place``, which only the terms model's records have
+    :raises IndexNotAllowedError: a concrete index the expression reaches is outside ``allowed_indices``
     """
     annotate = AnnotateMode(annotate)
     if annotate is AnnotateMode.IN_PLACE:
@@ -278,6 +280,7 @@ def detect_rarechild_in_elasticsearch(
         end=time_range.end,
         host_field=use_case.host_field,
         budget=budget,
+        allowed_indices=allowed_indices,
     )
     range_start = time_range.start if baseline_start is not None else None
     label = ""

@@ -1,5 +1,6 @@
 """HTTP endpoints: the API (``/api/v1``), readiness and the OpenAPI document need credentials; only the
-liveness probe ``/healthz`` does not (it says nothing but "the process serves requests")."""
+liveness probe ``/healthz`` does not (it says nothing but "the process serves requests"). The check is
+the app's (:mod:`connector.service.app`), so unknown paths and methods need credentials too."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify
 
 from connector.annotate import AnnotateMode
 from connector.config import AnyUseCase, RareChildUseCase
@@ -27,18 +28,14 @@ api = Blueprint("api", __name__, url_prefix="/api/v1")
 service = Blueprint("service", __name__)
 #: The liveness probe, the one endpoint without authentication (container and load-balancer checks).
 public = Blueprint("public", __name__)
+#: Endpoints answered without credentials.
+PUBLIC_ENDPOINTS = frozenset({"public.healthz"})
 
 
 def service_state() -> ServiceState:
     state = current_app.extensions["connector"]
     assert isinstance(state, ServiceState)
     return state
-
-
-@api.before_request
-@service.before_request
-def authenticate() -> None:
-    service_state().authenticator.check(request.headers.get("Authorization"))
 
 
 @api.post("/detect")
@@ -87,6 +84,7 @@ def detect() -> Response:
         results_index=settings.results_index,
         max_outliers=int(body.get("max_outliers", 1000)),
         budget=budget,
+        allowed_indices=settings.allowed_indices,
     )
     response_body = result.to_response()
     response_body["request_id"] = g.request_id

@@ -6,10 +6,10 @@ import logging
 
 from flask import Flask, Response, g, request
 
-from connector.service.api import api, public, service
+from connector.service.api import PUBLIC_ENDPOINTS, api, public, service
 from connector.service.auth import Authenticator
 from connector.service.catalog import load_catalog
-from connector.service.errors import register_error_handlers
+from connector.service.errors import UnsupportedTransferCodingError, register_error_handlers
 from connector.service.logs import REQUEST_ID_HEADER, configure_logging, request_id_from
 from connector.service.openapi import build_openapi
 from connector.service.state import ServiceState
@@ -51,13 +51,28 @@ def create_app(settings: Settings | None = None) -> Flask:
         openapi=build_openapi(schemas.documents),
     )
 
-    app = Flask(__name__)
+    # No static route: the service serves no files (Flask's default /static/<path> needs no endpoint).
+    app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["connector"] = state
+    # "//detect" is a 404 like any unknown path, not a redirect built from the caller's Host header (no
+    # route ends in "/", so no other redirect exists).
+    app.url_map.merge_slashes = False
 
     @app.before_request
     def assign_request_id() -> None:
         g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+
+    @app.before_request
+    def refuse_encoded_body() -> None:
+        refuse_transfer_codings(request.headers.get("Transfer-Encoding"))
+
+    @app.before_request
+    def authenticate() -> None:
+        # Before routing errors are raised: an unknown path or method is 401 without credentials, so
+        # nothing but /healthz answers an anonymous caller with more than "authenticate".
+        if request.endpoint not in PUBLIC_ENDPOINTS:
+            authenticator.check(request.headers.get("Authorization"))
 
     @app.after_request
     def echo_request_id(response: Response) -> Response:
@@ -77,3 +92,18 @@ def create_app(settings: Settings | None = None) -> Flask:
         ", ".join(settings.allowed_indices),
     )
     return app
+
+
+def refuse_transfer_codings(header: str | None) -> None:
+    """501 for a transfer coding other than ``chunked``: gunicorn removes the chunking only, so a body
+    sent ``gzip, chunked`` would reach the app still compressed.
+
+    :raises UnsupportedTransferCodingError: naming the coding and the fix.
+    """
+    codings = [part.strip().lower() for part in (header or "").split(",") if part.strip()]
+    unsupported = [coding for coding in codings if coding != "chunked"]
+    if unsupported:
+        raise UnsupportedTransferCodingError(
+            f"transfer coding {', '.join(unsupported)!r} is not supported; send the body uncompressed, "
+            "with Content-Length or 'Transfer-Encoding: chunked' alone"
+        )

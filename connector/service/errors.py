@@ -27,6 +27,14 @@ class UnsupportedMediaTypeError(ConnectorError):
     exit_code = 2
 
 
+class UnsupportedTransferCodingError(ConnectorError):
+    """The body is sent with a transfer coding other than chunked (gunicorn would pass it on undecoded)."""
+
+    code = "unsupported_transfer_coding"
+    status = 501
+    exit_code = 2
+
+
 class MalformedJsonError(RequestValidationError):
     """The request body is not parseable JSON (or not UTF-8)."""
 

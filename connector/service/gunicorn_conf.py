@@ -27,8 +27,16 @@ try:
 except ConfigError as error:
     raise SystemExit(f"error: {error}") from None
 
-worker_class = "sync"
+# gevent: each connection is a greenlet, so a detection waiting on Elasticsearch, a slow client or an idle
+# connection holds no worker; probes are answered by the same workers meanwhile. README, "Workers, slow
+# clients and the reverse proxy", has the measurements and why not sync or gthread.
+worker_class = "gevent"
+# Open connections per worker, slow and idle ones included; beyond it a worker stops accepting.
+worker_connections = 1000
 graceful_timeout = 30
+# Seconds for a request's head (request line and headers) to arrive, the first on a connection included
+# (the gevent worker bounds each read of a head by it), and for an idle keep-alive connection: a client
+# sending its headers a byte at a time is disconnected after this.
 keepalive = 5
 accesslog = "-"
 errorlog = "-"

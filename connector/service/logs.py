@@ -8,7 +8,9 @@ it to every log record (``-`` outside a request).
 Log lines are Elastic Common Schema documents (``@timestamp``, ``log.level``, ``message``,
 ``http.request.id``, ...) so Filebeat or Elastic Agent can ship them to the same cluster the
 analysts use, and a request can be followed from gunicorn's access line to the service's own lines.
-``CONNECTOR_LOG_FORMAT=text`` gives plain lines for a person at a terminal.
+``CONNECTOR_LOG_FORMAT=text`` gives plain lines for a person at a terminal; control characters in
+them (a ``%0A`` in a path, an ANSI escape) are written as ``\\n``, ``\\x1b``..., so a caller cannot
+forge a line or repaint the terminal.
 """
 
 from __future__ import annotations
@@ -137,8 +139,42 @@ def _atom(atoms: Mapping[str, Any], key: str) -> str:
     return str(atoms[key]).replace('\\"', '"')
 
 
+#: C0 and C1 controls, DEL, and the Unicode line and paragraph separators (line breaks to some readers).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_control(text: str) -> str:
+    """``text`` with every control character as a visible escape (``\\n``, ``\\x1b``, ``\\u2028``)."""
+
+    def visible(match: re.Match[str]) -> str:
+        char = match.group()
+        if char in _NAMED_CONTROLS:
+            return _NAMED_CONTROLS[char]
+        return f"\\x{ord(char):02x}" if ord(char) <= 0xFF else f"\\u{ord(char):04x}"
+
+    return _CONTROL.sub(visible, text)
+
+
+class EscapingTextFormatter(logging.Formatter):
+    """Plain text, one line per record: the message is escaped whole; a traceback keeps its line
+    breaks, each of its lines escaped and indented, so none can pass for a record of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        line = escape_control(self.formatMessage(record))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        blocks = [record.exc_text, self.formatStack(record.stack_info) if record.stack_info else ""]
+        for block in filter(None, blocks):
+            line += "".join("\n  " + escape_control(part) for part in block.splitlines())
+        return line
+
+
 def text_formatter() -> logging.Formatter:
-    return logging.Formatter(TEXT_FORMAT)
+    return EscapingTextFormatter(TEXT_FORMAT)
 
 
 def configure_logging(level: str, log_format: LogFormat = LogFormat.JSON) -> None:
@@ -167,7 +203,7 @@ def gunicorn_logconfig(log_format: LogFormat) -> dict[str, Any]:
     formatter: dict[str, Any] = (
         {"()": EcsJsonFormatter}
         if log_format is LogFormat.JSON
-        else {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+        else {"()": EscapingTextFormatter, "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"}
     )
     return {
         "version": 1,

@@ -14,9 +14,13 @@ from enum import StrEnum
 
 from elasticsearch import ApiError, Elasticsearch, SSLError, TransportError
 
+from connector.sources.elasticsearch import tls_failure_message
+
 log = logging.getLogger(__name__)
 
-PROBE_TIMEOUT_SECONDS = 3.0
+#: Well under the second a probe must answer in: a node that cannot confirm our credentials this fast is
+#: not ready (a frozen one would otherwise hold the probe for the whole request timeout).
+PROBE_TIMEOUT_SECONDS = 0.5
 #: What a cluster with security disabled answers to /_security/_authenticate (no handler for it).
 _NO_SECURITY_STATUSES = (400, 404, 405)
 
@@ -52,11 +56,8 @@ def check_elasticsearch(
             return ElasticsearchCheck.UNAUTHORIZED
         log.warning("readiness: Elasticsearch answered %s", status)
         return ElasticsearchCheck.UNREACHABLE
-    except SSLError:
-        log.warning(
-            "readiness: TLS verification of Elasticsearch's certificate failed; set CONNECTOR_ES_CA_CERTS "
-            "to the PEM file of the CA that signed it"
-        )
+    except SSLError as error:
+        log.warning("readiness: %s", tls_failure_message(error))
         return ElasticsearchCheck.UNREACHABLE
     except TransportError as error:
         log.warning("readiness: Elasticsearch unreachable (%s)", type(error).__name__)

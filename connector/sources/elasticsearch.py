@@ -11,6 +11,7 @@ exception families: ``ApiError`` for error responses, ``TransportError`` for no 
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from connector.explain import Explanation
 from connector.model.fields import event_pairs
 from connector.model.rarechild import GroupCount, PathCount, text_at
 from connector.model.terms import Entry, Pair, PairCounts, entries_of_event
+from connector.sources.scope import IndexScope
 from connector.timerange import isoformat_z
 
 log = logging.getLogger(__name__)
@@ -144,6 +146,8 @@ class ElasticsearchSource:
     :param end: end of the window (exclusive)
     :param budget: how long each request, and all of them together, may take (default: each request
         as the client is configured, no deadline)
+    :param allowed_indices: patterns every concrete index read must match (``None``: no restriction,
+        as for the command line); the index expression is resolved first (:mod:`connector.sources.scope`)
     """
 
     def __init__(
@@ -157,8 +161,10 @@ class ElasticsearchSource:
         composite_page_size: int = COMPOSITE_PAGE_SIZE,
         fetch_page_size: int = FETCH_PAGE_SIZE,
         budget: TimeBudget | None = None,
+        allowed_indices: tuple[str, ...] | None = None,
     ) -> None:
         self.client = client
+        self.scope = None if allowed_indices is None else IndexScope(index, allowed_indices)
         self.budget = budget or TimeBudget()
         self.index = index
         self.start = start
@@ -369,6 +375,7 @@ class ElasticsearchSource:
         """Map each configured path to an aggregatable field (a text field uses its keyword sub-field)."""
         if self._fields is not None:
             return self._fields
+        self._admit_indices()
         response = self._call("field_caps", index=self.index, fields="*", allow_no_indices=True)
         indices = response.get("indices", [])
         if not indices:
@@ -402,6 +409,24 @@ class ElasticsearchSource:
             host=host,
         )
         return self._fields
+
+    def _admit_indices(self) -> None:
+        """Resolve the expression to concrete indices and refuse any outside the allowed patterns.
+
+        Names that do not exist resolve to nothing here; field caps then says so as before.
+        """
+        if self.scope is None:
+            return
+        resolved = self._call(
+            "indices.resolve_index", name=self.index, ignore_unavailable=True, allow_no_indices=True
+        )
+        self.scope.admit(resolved)
+
+    def _checked(self, hit: Mapping[str, Any]) -> dict[str, Any]:
+        """The kept keys of a hit whose index is admitted (refused before it is reported or written)."""
+        if self.scope is not None:
+            self.scope.check_hit(hit)
+        return {key: hit[key] for key in _HIT_KEYS if key in hit}
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -474,7 +499,7 @@ class ElasticsearchSource:
         hits = response["hits"]["hits"]
         if len(hits) < self.fetch_page_size:
             for hit in hits:
-                yield {key: hit[key] for key in _HIT_KEYS if key in hit}
+                yield self._checked(hit)
             return
         yield from self._scan(query, use_case)
 
@@ -504,7 +529,7 @@ class ElasticsearchSource:
                 if not hits:
                     return
                 for hit in hits:
-                    yield {key: hit[key] for key in _HIT_KEYS if key in hit}
+                    yield self._checked(hit)
                 if len(hits) < self.fetch_page_size:
                     return
                 after = hits[-1]["sort"]
@@ -590,13 +615,13 @@ class ElasticsearchSource:
     # -- error translation --------------------------------------------------------------------
 
     def _call(self, api: str, **kwargs: Any) -> Any:
-        """One request through the client method named ``api`` (``search``, ``field_caps``...), with the
-        timeout the budget leaves for it; a timeout names the limit that was reached."""
+        """One request through the client method named ``api`` (``search``, ``indices.resolve_index``...),
+        with the timeout the budget leaves for it; a timeout names the limit that was reached."""
         self.requests += 1
-        doing = f"running a {api.replace('_', ' ')} request"
+        doing = f"running a {api.rsplit('.', 1)[-1].replace('_', ' ')} request"
         client = self.budget.bind(self.client, doing)
         try:
-            return call_elasticsearch(getattr(client, api), **kwargs)
+            return call_elasticsearch(operator.attrgetter(api)(client), **kwargs)
         except ElasticsearchTimeoutError:
             raise self.budget.timeout_error(doing) from None
 
@@ -674,14 +699,29 @@ def call_elasticsearch(method: Callable[..., T], **kwargs: Any) -> T:
         raise translate_api_error(error) from None
 
 
+#: What OpenSSL says when the other side answers a TLS handshake in plain text (versions differ).
+_NOT_TLS_MARKERS = (
+    "wrong version number",
+    "record layer failure",
+    "packet length too long",
+    "unknown protocol",
+)
+
+
 def tls_failure_message(error: Exception) -> str:
-    """What the TLS handshake refused, in the verifier's words, and the fix.
+    """What the TLS handshake refused, in the verifier's words, and the fix (a node answering in plain
+    HTTP is not a certificate problem).
 
     ``str()`` of the client's TLS error is only "TLS error"; its ``message`` has the reason
     ("certificate verify failed: unable to get local issuer certificate"). Neither holds the URL or a
     credential.
     """
     text = str(getattr(error, "message", "") or error)
+    if any(marker in text.lower() for marker in _NOT_TLS_MARKERS):
+        return (
+            "Elasticsearch does not speak TLS on that port (the TLS handshake got a plain-HTTP answer); "
+            "use an http:// CONNECTOR_ES_URL, or enable TLS on Elasticsearch's HTTP layer"
+        )
     marker = "certificate verify failed"
     detail = text[text.find(marker) :].split(" (_ssl", 1)[0] if marker in text else ""
     return (

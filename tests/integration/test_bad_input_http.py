@@ -13,6 +13,7 @@ plain ``gunicorn -c gunicorn_conf.py``: non-zero exit, quickly, naming file, sec
 
 from __future__ import annotations
 
+import gzip
 import html
 import http.client
 import json
@@ -39,6 +40,8 @@ from conftest_service import (
     free_loopback_port,
     running_service,
 )
+from elasticsearch import Elasticsearch
+from es_data import create_sample_index
 from test_service_http import assert_error
 
 DETECT = "/api/v1/detect"
@@ -587,6 +590,61 @@ def test_index_names_that_could_widen_access_are_403(gunicorn_service: RunningSe
     assert "name one index or pattern inside them, without ','" in message
 
 
+# -- aliases and data streams: the allowed patterns apply to concrete indices -------------------------
+
+#: Outside the allowed patterns (rcp-svc-*): what an alias inside them must not reveal.
+SECRET_INDEX = f"rcp-secret-{uuid.uuid4().hex[:12]}"
+LEAKY_ALIAS = f"{SERVICE_INDEX_PREFIX}alias-{uuid.uuid4().hex[:12]}"
+SAMPLE_RANGE = {"from": "2024-03-04T00:00:00Z", "to": "2024-03-07T00:00:00Z"}
+
+
+@pytest.fixture
+def alias_to_secret(es_client: Elasticsearch) -> Iterator[str]:
+    """``SECRET_INDEX`` holds the sample; ``LEAKY_ALIAS`` (inside the allowed patterns) points at it."""
+    create_sample_index(es_client, SECRET_INDEX, shards=1)
+    try:
+        es_client.indices.put_alias(index=SECRET_INDEX, name=LEAKY_ALIAS)
+        yield LEAKY_ALIAS
+    finally:
+        es_client.options(ignore_status=404).indices.delete(index=SECRET_INDEX)
+
+
+def _assert_secret_untouched(es_client: Elasticsearch, results_index: str) -> None:
+    """Nothing of the secret index was copied into the results index or annotated in place."""
+    es_client.indices.refresh(index=SECRET_INDEX)
+    annotated = es_client.count(index=SECRET_INDEX, query={"exists": {"field": "outliers"}})["count"]
+    assert annotated == 0
+    if es_client.indices.exists(index=results_index):
+        es_client.indices.refresh(index=results_index)
+        query = {"term": {"outliers.source_index": SECRET_INDEX}}
+        copied = es_client.count(index=results_index, query=query)["count"]
+        assert copied == 0
+
+
+@pytest.mark.parametrize("annotate", ["results_index", "in_place"])
+@pytest.mark.parametrize("requested", ["alias", "allowed-pattern"])
+def test_an_alias_inside_the_patterns_to_an_index_outside_is_403_naming_the_index(
+    gunicorn_service: RunningService,
+    es_client: Elasticsearch,
+    service_results_index: str,
+    alias_to_secret: str,
+    requested: str,
+    annotate: str,
+):
+    """The alias name matches rcp-svc-*, the index behind it does not: refused before anything is read,
+    whether the alias is named or matched by the allowed pattern itself; nothing is copied or annotated
+    (the node has no security, so the service's credentials could write anywhere)."""
+    index = alias_to_secret if requested == "alias" else f"{SERVICE_INDEX_PREFIX}*"
+    body = {"range": SAMPLE_RANGE, "index": index, "annotate": annotate}
+    message = _problem(_post(gunicorn_service, body), 403, "index_not_allowed", "$.index")
+    assert message == (
+        f"index {index!r} reaches the concrete index {SECRET_INDEX!r} through alias {LEAKY_ALIAS!r}, which "
+        f"the allowed patterns ({SERVICE_INDEX_PREFIX}*) do not cover: they apply to concrete indices, not "
+        "to alias names; ask for indices inside them, or move the alias"
+    )
+    _assert_secret_untouched(es_client, service_results_index)
+
+
 # -- use-case files the service refuses to start with ---------------------------------------------------
 
 _SECTION = "terms_rare_childname"
@@ -680,3 +738,60 @@ def test_plain_gunicorn_refuses_a_broken_use_case_file(
     errors = [json.loads(line) for line in output.splitlines() if '"log.level": "error"' in line]
     assert len(errors) == 1, output
     assert errors[0]["message"].startswith(f"error: {expected}"), output
+
+
+# -- routing, transfer codings: nothing but /healthz answers without credentials ------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/nope", 404, "not_found"),
+        ("GET", "/static/app.js", 404, "not_found"),
+        ("GET", "/static/", 404, "not_found"),
+        ("GET", DETECT, 405, "method_not_allowed"),
+        ("POST", "/healthz", 405, "method_not_allowed"),
+        ("POST", "/api/v1//detect", 404, "not_found"),
+        ("POST", "/api//v1/detect", 404, "not_found"),
+        ("GET", "/api/v1/use-cases/", 404, "not_found"),
+    ],
+)
+def test_unknown_paths_and_methods_need_credentials_and_never_redirect(
+    gunicorn_service: RunningService, method: str, path: str, status: int, code: str
+):
+    """Without credentials 401; with them the JSON 404/405. No 3xx (whose Location would be built from the
+    caller's Host header) and no static files."""
+    service = gunicorn_service
+    hostile = {"Host": "attacker.example", "Content-Type": "application/json"}
+    for headers, expected, expected_code in ((hostile, 401, "unauthorized"), (service.bearer, status, code)):
+        result = service.call(method, path, data=b"{}", headers={**hostile, **headers})
+        assert_error(result, expected, expected_code)
+        assert "Location" not in result.headers
+    assert service.call("GET", "/healthz").status == 200
+
+
+def test_a_compressed_transfer_coding_is_501_naming_it(gunicorn_service: RunningService):
+    """'Transfer-Encoding: gzip, chunked' would reach the app still compressed: refused, naming the fix."""
+    payload = gzip.compress(json.dumps({"range": {"from": "now-1h", "to": "now"}}).encode())
+    host, port = gunicorn_service.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(
+            (
+                f"POST {DETECT} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer {gunicorn_service.token}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                f"{len(payload):x}\r\n"
+            ).encode()
+            + payload
+            + b"\r\n0\r\n\r\n"
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 501 "), answer[:300]
+    error = json.loads(body)["error"]
+    assert error["code"] == "unsupported_transfer_coding"
+    assert error["message"] == (
+        "transfer coding 'gzip' is not supported; send the body uncompressed, with Content-Length or "
+        "'Transfer-Encoding: chunked' alone"
+    )

@@ -10,8 +10,12 @@ the results index holds exactly one document per outlier, with the ids a single 
 from __future__ import annotations
 
 import os
+import select
 import signal
+import socket
+import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 import warnings
@@ -649,3 +653,114 @@ def test_concurrent_overlapping_detections_leave_exactly_one_document_per_outlie
     assert written >= len(planted)  # each outlier was written by some call
     assert_exactly_one_document_per_outlier(es, results_index, planted)
     print(f"{len(calls)} calls from {THREADS} threads on {CONCURRENT_WORKERS} workers: {written} writes")
+
+
+# ------------------------------------------------------------------------------------------ 6. probes
+
+PROBE_WAIT_S = 1.0  # what the Done-when asks of /healthz and /readyz, as a client timeout
+SLOW_CONNECTIONS = 50
+TRICKLE_EVERY_S = 0.5
+DETECT_WAIT_S = 60.0
+
+
+def probe(service: RunningService, path: str, headers: dict[str, str] | None = None) -> int:
+    """The status of ``path`` with a client timeout of PROBE_WAIT_S: no answer within it fails the test."""
+    request = urllib.request.Request(service.url + path, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=PROBE_WAIT_S) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code
+
+
+class SlowClients:
+    """``count`` loopback connections that never finish a request, kept at ``count`` all along: half idle,
+    half sending a header one byte each ``TRICKLE_EVERY_S``, as a slow client or an attacker without
+    credentials does. One the service closes is opened again (counted in ``reopened``)."""
+
+    def __init__(self, service: RunningService, count: int) -> None:
+        host, port = service.url.removeprefix("http://").split(":")
+        self.address = (host, int(port))
+        self.head = b"GET /healthz HTTP/1.1\r\nHost: slow\r\nX-Slow: " + b"x" * 4000
+        self.sockets = [self._open() for _ in range(count)]
+        self.sent = [0] * count
+        self.reopened = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+        self.thread.start()
+
+    def _open(self) -> socket.socket:
+        return socket.create_connection(self.address, timeout=5)
+
+    def _trickle(self) -> None:
+        while not self.stop.wait(TRICKLE_EVERY_S):
+            readable, _, _ = select.select(self.sockets, [], [], 0)
+            for position, sock in enumerate(self.sockets):
+                if sock in readable:  # closed by the service (or answered): open another one
+                    sock.close()
+                    self.sockets[position], self.sent[position] = self._open(), 0
+                    self.reopened += 1
+                elif position % 2 == 0 and self.sent[position] < len(self.head):
+                    with suppress(OSError):
+                        sock.send(self.head[self.sent[position] : self.sent[position] + 1])
+                    self.sent[position] += 1
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        for sock in self.sockets:
+            sock.close()
+
+
+IN_FLIGHT = 8  # detections sent while the node is frozen; a worker takes any number of them
+
+
+def _workers_detecting(service: RunningService) -> int:
+    """How many worker processes have started one of the IN_FLIGHT detections (after the warm-up call),
+    once all of them have; 0 before that."""
+    starts = [
+        line["process"]["pid"]
+        for line in service.log_lines()
+        if line.get("message", "").startswith("detect terms_rare_childname over")
+    ]
+    return len(set(starts[1:])) if len(starts) >= IN_FLIGHT + 1 else 0
+
+
+def test_probes_answer_within_a_second_with_the_node_frozen_every_worker_busy_and_50_slow_clients(
+    running_node: FaultNode,
+    events_index: str,
+    results_index: str,
+    service_credentials: ServiceCredentials,
+    tmp_path: Path,
+) -> None:
+    """Default workers; the node frozen while detections wait on it in every worker, and 50
+    connections idle or trickling a header: /healthz is 200 and /readyz 503 within a second each, every
+    time; once the node is back, a normal client's detection is answered while the slow ones stay open."""
+    body = {"range": SAMPLE_RANGE, "index": events_index, "dry_run": True}
+    with fault_service(
+        tmp_path, running_node, results_index, service_credentials, CONNECTOR_ES_TIMEOUT_SECONDS="20"
+    ) as service:
+        assert detect(service, body).status == 200  # warm: field caps and connections made
+        slow = SlowClients(service, SLOW_CONNECTIONS)
+        try:
+            with running_node.paused(), ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool:
+                in_flight = [pool.submit(detect, service, body) for _ in range(IN_FLIGHT)]
+                busy = wait_until(lambda: _workers_detecting(service), "every worker detecting")
+                assert busy >= 2, busy  # both default workers have detections waiting on the node
+                assert not any(call.done() for call in in_flight)
+                statuses = [
+                    (probe(service, "/healthz"), probe(service, "/readyz", service.bearer)) for _ in range(5)
+                ]
+                assert statuses == [(200, 503)] * 5
+                running_node.node.resume()
+                results = [call.result(timeout=DETECT_WAIT_S) for call in in_flight]
+            # Answered (200), or the documented 504 if a request had already timed out on the frozen node.
+            assert all(result.status in (200, 504) for result in results), [r.body[:200] for r in results]
+            after = detect(service, body)
+            assert after.status == 200, after.body
+            assert probe(service, "/readyz", service.bearer) == 200
+            assert slow.thread.is_alive()  # the slow connections were kept open throughout
+        finally:
+            slow.close()
+    print(f"{busy} workers busy; slow connections closed by the service and reopened: {slow.reopened}")

@@ -277,3 +277,26 @@ def test_use_cases_lists_the_rarechild_options(rarechild_service):
             "es_index": None,
         }
     ]
+
+
+def test_webhook_refuses_an_alias_to_an_index_outside_the_patterns_for_rarechild(
+    rarechild_service, es_client, lsass_index
+):
+    """The rarechild model reads through the same resolution as the terms model: an alias inside the
+    allowed patterns to an index outside them is 403 naming that index, before anything is read."""
+    secret = f"rcp-secret-{uuid.uuid4().hex[:8]}"
+    alias = f"{SERVICE_INDEX_PREFIX}rarechild-alias-{uuid.uuid4().hex[:8]}"
+    es_client.indices.create(index=secret, settings={"number_of_shards": 1, "number_of_replicas": 0})
+    try:
+        index_ndjson(es_client, secret, REAL / "otrf_mordor_lsass_campaigns.ndjson")
+        es_client.indices.put_alias(index=secret, name=alias)
+        body = {"range": RANGE, "index": alias, "dry_run": True}
+        result = rarechild_service.call(
+            "POST", "/api/v1/detect", json_body=body, headers=rarechild_service.bearer
+        )
+        error = assert_error(result, 403, "index_not_allowed")
+        assert error["message"].startswith(
+            f"index {alias!r} reaches the concrete index {secret!r} through alias {alias!r}"
+        )
+    finally:
+        es_client.options(ignore_status=404).indices.delete(index=secret)

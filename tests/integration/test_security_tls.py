@@ -11,9 +11,12 @@ username/password alternative) works too.
 from __future__ import annotations
 
 import base64
+import json
 import ssl
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,8 @@ from conftest_service import (  # noqa: E402
     ServiceCredentials,
     running_service,
 )
+from elasticsearch import helpers  # noqa: E402
+from es_data import SAMPLE, SAMPLE_MAPPINGS, create_sample_index  # noqa: E402
 from test_service_http import assert_error, assert_valid  # noqa: E402
 
 # The secure fixtures (secure_cluster, secure_service, ...) start a second node:
@@ -197,6 +202,69 @@ def test_reading_a_concrete_index_outside_the_role_is_502_naming_the_privilege(
     )
 
 
+@pytest.fixture
+def alias_into_the_role(secure_cluster: SecureCluster) -> Iterator[tuple[str, str]]:
+    """An alias whose name the role (and the allowed patterns) cover, pointing at an index neither does.
+
+    Yields ``(alias, index)``. The role grants read on the alias name, which Elasticsearch takes as read
+    on the index behind it: only the service's own resolution stops the read.
+    """
+    admin = secure_cluster.admin
+    secret = f"rcp-secret-{uuid.uuid4().hex[:12]}"
+    alias = secure_cluster.indices.source_pattern.replace("*", f"alias-{uuid.uuid4().hex[:8]}")
+    create_sample_index(admin, secret, shards=1)
+    try:
+        admin.indices.put_alias(index=secret, name=alias)
+        yield alias, secret
+    finally:
+        admin.options(ignore_status=404).indices.delete(index=secret)
+
+
+def test_an_alias_the_role_covers_to_an_index_outside_is_403_with_the_least_privilege_key(
+    secure_service: RunningService, secure_cluster: SecureCluster, alias_into_the_role: tuple[str, str]
+) -> None:
+    """Over verified https with only the key: the alias is resolved (the read privilege allows it) and
+    the index behind it refused by name, before any event is read."""
+    alias, secret = alias_into_the_role
+    error = assert_error(_detect(secure_service, index=alias, dry_run=True), 403, "index_not_allowed")
+    assert error["message"].startswith(
+        f"index {alias!r} reaches the concrete index {secret!r} through alias {alias!r}, which the allowed "
+        f"patterns ({secure_cluster.indices.prefix}*) do not cover"
+    )
+
+
+def test_a_data_stream_the_role_covers_is_read_through_its_backing_indices(
+    secure_service: RunningService, secure_cluster: SecureCluster
+) -> None:
+    """A data stream's backing indices (.ds-...) are judged by the stream's name: read as an index is."""
+    admin = secure_cluster.admin
+    stream = secure_cluster.indices.source_pattern.replace("*", "stream")
+    template = f"{stream}-template"
+    admin.indices.put_index_template(
+        name=template,
+        index_patterns=[stream],
+        data_stream={},
+        template={"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": SAMPLE_MAPPINGS},
+        priority=500,
+    )
+    try:
+        actions = (
+            {"_op_type": "create", "_index": stream, "_source": json.loads(line)["_source"]}
+            for line in SAMPLE.read_text().splitlines()
+        )
+        _, errors = helpers.bulk(admin, actions, refresh="wait_for", chunk_size=2000)
+        assert errors == []
+        result = _detect(secure_service, index=stream, dry_run=True)
+        assert result.status == 200, result.body
+        outliers = result.json()["outliers"]
+        assert {(o["aggregator"], o["term"]) for o in outliers} == PLANTED
+        assert all(o["_index"].startswith(f".ds-{stream}-") for o in outliers), outliers
+    finally:
+        # The test distribution has no "delete data stream" handler (405); the session node goes with it.
+        admin.options(ignore_status=(404, 405)).indices.delete_data_stream(name=stream)
+        admin.options(ignore_status=(400, 404)).indices.delete_index_template(name=template)
+
+
 def test_a_pattern_matching_only_unreadable_indices_is_422_saying_so(
     secure_service: RunningService, secure_cluster: SecureCluster
 ) -> None:
@@ -226,6 +294,30 @@ def test_without_ca_certs_tls_verification_fails_with_the_fix_and_not_ready(
     assert ready.status == 503
     assert ready.json() == {"status": "not_ready", "checks": {"elasticsearch": "unreachable", "use_cases": 3}}
     assert "set CONNECTOR_ES_CA_CERTS" in secure_service_without_ca.log_text()
+
+
+def test_https_to_a_plain_http_node_says_it_does_not_speak_tls(
+    es_url: str, service_workdir: Path, service_credentials: ServiceCredentials
+) -> None:
+    """https:// pointed at the session's plain-HTTP node is not a CA problem: the detection and the
+    readiness log say the node does not speak TLS and to use http://."""
+    environment = {
+        "CONNECTOR_ES_URL": es_url.replace("http://", "https://", 1),
+        "CONNECTOR_USE_CASES": str(service_workdir / "rare_child.ini"),
+        "CONNECTOR_ALLOWED_INDICES": "rcp-plain-*",
+        "CONNECTOR_RESULTS_INDEX": "rcp-plain-results",
+    }
+    with running_service(service_workdir, environment, service_credentials, workers=1) as service:
+        result = _detect(service, index="rcp-plain-events")
+        error = assert_error(result, 502, "elasticsearch_tls_failed")
+        assert error["message"] == (
+            "Elasticsearch does not speak TLS on that port (the TLS handshake got a plain-HTTP answer); "
+            "use an http:// CONNECTOR_ES_URL, or enable TLS on Elasticsearch's HTTP layer"
+        )
+        assert service.call("GET", "/readyz", headers=service.bearer).status == 503
+        log_text = service.log_text()
+        assert "does not speak TLS on that port" in log_text
+        assert "CONNECTOR_ES_CA_CERTS" not in log_text
 
 
 def test_no_secret_reaches_the_logs_or_the_answers(

@@ -109,7 +109,7 @@ def test_use_cases_without_valid_credentials_is_401(gunicorn_service: RunningSer
 def test_errors_keep_the_envelope_through_gunicorn(gunicorn_service: RunningService):
     """404, 405, 415, 400 (every violation) and 413 arrive as the JSON envelope over real HTTP."""
     service = gunicorn_service
-    assert_error(service.call("GET", "/nope"), 404, "not_found")
+    assert_error(service.call("GET", "/nope", headers=service.bearer), 404, "not_found")
     assert_error(service.call("GET", "/api/v1/detect", headers=service.bearer), 405, "method_not_allowed")
     not_json = service.call(
         "POST", "/api/v1/detect", data=b"range=now", headers={**service.bearer, "Content-Type": "text/plain"}

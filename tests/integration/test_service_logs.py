@@ -204,20 +204,34 @@ def test_no_credential_or_secret_reaches_the_log(
 def test_text_format_on_request(
     es_url: str, es_client: Elasticsearch, service_workdir: Path, logged_secrets: _Secrets
 ):
-    """CONNECTOR_LOG_FORMAT=text: plain lines for a terminal, still with the request id."""
+    """CONNECTOR_LOG_FORMAT=text: plain lines for a terminal, still with the request id; a path with a line
+    break or an ANSI escape shows them as escapes in the service's and gunicorn's access lines."""
     results_index = f"{SERVICE_INDEX_PREFIX}logs-results-{uuid.uuid4().hex}"
     with _service(
         es_url, service_workdir, logged_secrets, results_index, CONNECTOR_LOG_FORMAT="text"
     ) as service:
         result = service.call("GET", "/api/v1/use-cases", headers={**service.bearer, "X-Request-Id": "txt-1"})
         assert result.status == 200
+        # A path with an encoded line break and an ANSI escape, with and without credentials.
+        forged_path = "/api/v1/x%0A2026-12-01%2000:00:00,000%20ERROR%20connector.service.api%20FORGED%1B[2J"
+        for headers in (service.bearer, {}):
+            assert service.call("GET", forged_path, headers={**headers, "X-Request-Id": "txt-2"}).status in (
+                401,
+                404,
+            )
         deadline = time.monotonic() + LOG_WAIT_S
-        while "request_id=txt-1" not in service.log_text() and time.monotonic() < deadline:
+        while service.log_text().count("request_id=txt-2") < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         log_text = service.log_text()
         assert '"GET /api/v1/use-cases" 200' in log_text
         assert "request_id=txt-1" in log_text
         assert not log_text.lstrip().startswith("{")
+        forged = [line for line in log_text.splitlines() if "FORGED" in line]
+        assert forged, log_text[-3000:]
+        for line in forged:
+            assert "x\\n2026-12-01 00:00:00,000 ERROR connector.service.api FORGED\\x1b[2J" in line, line
+            assert not line.startswith("2026-12-01 00:00:00,000"), line
+        assert "\x1b" not in log_text
     es_client.indices.delete(index=results_index, ignore_unavailable=True)
 
 

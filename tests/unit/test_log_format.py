@@ -1,4 +1,5 @@
-"""The ECS JSON log format: base fields, request ids, gunicorn access lines, exceptions, and settings."""
+"""The log formats: ECS JSON (base fields, request ids, gunicorn access lines, exceptions), text lines with
+control characters escaped, and the settings."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 from gunicorn.glogging import SafeAtoms
 
 from connector.errors import ConfigError
-from connector.service.logs import EcsJsonFormatter, gunicorn_logconfig
+from connector.service.logs import EcsJsonFormatter, EscapingTextFormatter, gunicorn_logconfig, text_formatter
 from connector.settings import LogFormat, parse_log_format
 
 
@@ -124,4 +125,40 @@ def test_gunicorn_logconfig_routes_access_to_stdout_and_the_rest_to_stderr():
     assert config["root"]["handlers"] == []
     assert not any(logger["propagate"] for logger in loggers.values())
     assert config["formatters"]["service"] == {"()": EcsJsonFormatter}
-    assert "format" in gunicorn_logconfig(LogFormat.TEXT)["formatters"]["service"]
+    assert gunicorn_logconfig(LogFormat.TEXT)["formatters"]["service"]["()"] is EscapingTextFormatter
+
+
+# -- text format: control characters -----------------------------------------------------------------
+
+
+FORGED = "/api/v1/x\n2026-12-01 00:00:00,000 ERROR connector.service.api forged\r\x1b[2J\u2028\x85"
+
+
+def test_a_text_line_shows_control_characters_as_escapes_and_stays_one_line():
+    """A caller's newline, carriage return, ANSI escape or Unicode line separator cannot start a line."""
+    line = text_formatter().format(_record("GET %s refused", FORGED, request_id="r-1"))
+    assert line.count("\n") == 0 and "\r" not in line and "\x1b" not in line
+    assert "\u2028" not in line and "\x85" not in line
+    assert line.endswith(
+        "GET /api/v1/x\\n2026-12-01 00:00:00,000 ERROR connector.service.api forged"
+        "\\r\\x1b[2J\\u2028\\x85 refused"
+    )
+
+
+def test_a_traceback_keeps_its_lines_indented_and_escaped():
+    """Every line after the record's first is indented: none passes for a record (those start with a time)."""
+    try:
+        raise ValueError("bad\x1b[2J\nERROR forged")
+    except ValueError:
+        record = _record("failed", exc_info=sys.exc_info(), request_id="r-1")
+    lines = text_formatter().format(record).splitlines()
+    assert lines[0].endswith("failed")
+    assert all(line.startswith("  ") for line in lines[1:])
+    assert lines[-2:] == ["  ValueError: bad\\x1b[2J", "  ERROR forged"]
+
+
+def test_gunicorn_text_access_and_error_lines_are_escaped_too():
+    formatter_config = gunicorn_logconfig(LogFormat.TEXT)["formatters"]["service"]
+    formatter = formatter_config["()"](fmt=formatter_config["fmt"])
+    record = _record('127.0.0.1 "GET %s" 404', FORGED, name="gunicorn.access")
+    assert "\n" not in formatter.format(record)

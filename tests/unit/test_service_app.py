@@ -594,7 +594,7 @@ def test_oversized_body_is_413(client: FlaskClient, schema_files: dict[str, Any]
 
 def test_unknown_route_is_a_json_404(client: FlaskClient, schema_files: dict[str, Any]):
     """404 for an unknown path uses the same envelope and points to the OpenAPI document."""
-    error = assert_error(client.get("/api/v2/detect"), 404, "not_found", schema_files)
+    error = assert_error(client.get("/api/v2/detect", headers=BEARER), 404, "not_found", schema_files)
     assert error["message"] == "no such endpoint: GET /api/v2/detect; GET /openapi.json lists the API"
 
 
@@ -616,7 +616,7 @@ def test_unexpected_exception_is_a_500_without_its_text(
 
     app.add_url_rule("/boom", "boom", explode)
     with caplog.at_level(logging.ERROR, logger="connector"):
-        response = app.test_client().get("/boom", headers={"X-Request-Id": "boom-1"})
+        response = app.test_client().get("/boom", headers={**BEARER, "X-Request-Id": "boom-1"})
     error = assert_error(response, 500, "internal_error", schema_files)
     assert "secret internals" not in response.get_data(as_text=True)
     assert error["message"] == "internal error; the service log has the details under this request id"
@@ -697,6 +697,7 @@ def test_openapi_document_is_structurally_valid_3_1(client: FlaskClient, schema_
         "415",
         "422",
         "500",
+        "501",
         "502",
         "503",
         "504",
