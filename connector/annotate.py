@@ -5,9 +5,9 @@ Two write modes, both idempotent so that a retried, repeated or concurrent run l
 * :attr:`AnnotateMode.RESULTS_INDEX` (default): each outlier becomes one document in the results index,
   a copy of the source event plus an ``outliers`` object, under an ``_id`` derived only from what the
   outlier *is* (use case, source document, aggregator, term). Writing it again overwrites the same document.
-* :attr:`AnnotateMode.IN_PLACE` (opt-in): ee-outliers' own behaviour (terms-model reference §7): the source
-  event gets the ``outlier`` tag and an ``outliers`` object of parallel arrays, through a partial update
-  guarded by ``if_seq_no``/``if_primary_term``; a summary already on the event is not written again.
+* :attr:`AnnotateMode.IN_PLACE` (opt-in): ee-outliers' own behaviour (docs/model.md, "Writing in place"):
+  the source event gets the ``outlier`` tag and an ``outliers`` object of parallel arrays, through a
+  partial update guarded by ``if_seq_no``/``if_primary_term``; a summary already there is not written again.
 
 Failures of single documents never raise and are never dropped: they are counted and listed in the
 :class:`WriteReport`. Only an unreachable, timing-out or credential-refusing Elasticsearch raises (as the
@@ -254,7 +254,7 @@ def alert_document(
 
 
 def outlier_record(use_case: UseCase, outlier: Outlier) -> dict[str, Any]:
-    """The record ee-outliers writes in place (terms-model reference §6), plus our ``confidence``.
+    """The record ee-outliers writes in place (docs/model.md, "The outlier record"), plus our ``confidence``.
 
     ``type`` and ``reason`` are lists; every other value is a single value. The random
     ``non_outlier_values_sample`` is left out (quirk Q2).
@@ -301,7 +301,7 @@ class InPlacePlan:
 
 
 def plan_in_place_update(source: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> InPlacePlan:
-    """Apply ee-outliers' write-back (terms-model reference §7) for ``records`` to ``source``, in order.
+    """Apply ee-outliers' write-back for ``records`` to ``source``, in order (docs/model.md, in place).
 
     * ``tags`` gains ``outlier`` (created if missing, never duplicated).
     * No ``outliers`` object yet: it becomes the record with every value wrapped in a one-element list

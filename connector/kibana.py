@@ -5,7 +5,7 @@ should not add one. Each call is one bounded request (a timeout, no retries, no 
 usually means a login page or a missing ``server.basePath``, and following it could hand the
 ``Authorization`` header to another host). TLS certificates are verified; ``--ca-certs`` adds a CA.
 
-Kibana's answers are reported as they are documented (reference/kibana.md section 6): an import answers
+Kibana's answers are reported as they are documented (docs/formats.md §5): an import answers
 200 even when objects fail, so :class:`ImportReport` lists each object's success or error and the
 installer exits non-zero unless ``success`` is true and every object was written.
 """
@@ -202,7 +202,7 @@ class ImportReport:
 
     @property
     def ok(self) -> bool:
-        """Done only if Kibana says so AND every object of the file was written (reference/kibana.md)."""
+        """Done only if Kibana says so AND every object of the file was written (docs/formats.md §5)."""
         return self.success and not self.rejected and self.success_count == self.expected_count
 
     def raise_for_errors(self) -> None:

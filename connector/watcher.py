@@ -169,7 +169,7 @@ def watcher_error(error: ApiError) -> ConnectorError:
     if status == 400:
         return WatchRejectedError(
             f"Elasticsearch refused the watch: {reason}; check the watch asset "
-            f"({WATCH_ASSET.name}) against reference/watcher.md",
+            f"({WATCH_ASSET.name}) against docs/formats.md §6",
             details=[{"status": status, "reason": reason}],
         )
     return ElasticsearchUnavailableError(f"Elasticsearch answered {status} to PUT _watcher/watch: {reason}")

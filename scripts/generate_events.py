@@ -61,7 +61,7 @@ DEFAULT_DAYS = 3
 DEFAULT_EVENTS_PER_HOST_DAY = 220
 DEFAULT_START = datetime(2024, 3, 4, tzinfo=UTC)  # a Monday
 
-# The seed use case (DESIGN.md, examples/rare_child.ini).
+# The seed use case (examples/rare_child.ini).
 TRIGGER_SENSITIVITY = 1
 SUMMARY_TEMPLATE = "rare child process {child} for {parent}"
 WHITELIST_REGEXPS = {
@@ -69,9 +69,10 @@ WHITELIST_REGEXPS = {
     "rare_child_services": r"^.*rare child process .* for services\.exe.*$",
 }
 
-# The reference environment (DESIGN.md) and its multiples for benchmarks: ``scale(4)`` doubles both the
-# hosts and the days (4x the events), ``scale(16)`` doubles them again. The planted events stay the same
-# (one each): a planted parent's frontier grows with the data, so a count of 1 stays below it.
+# The reference environment (50 hosts x 7 days) and its multiples for benchmarks: ``scale(4)``
+# doubles both the hosts and the days (4x the events), ``scale(16)`` doubles them again. The planted
+# events stay the same (one each): a planted parent's frontier grows with the data, so a count of 1
+# stays below it.
 REFERENCE_HOSTS = 50
 REFERENCE_DAYS = 7
 REFERENCE_TOTAL_EVENTS = 632_788
@@ -569,7 +570,7 @@ PLANTED: tuple[PlantedEvent, ...] = (
     ),
 )  # fmt: skip
 
-# Findings of the reference environment (DESIGN.md) that need its size: two more unapproved tools
+# Findings of the reference environment that need its size: two more unapproved tools
 # started from explorer.exe. They live on hosts the small sample does not have (a parent's frontier
 # there is too low for a third rare child of explorer.exe), so they appear in sets of 31 and 42 hosts or more.
 REFERENCE_PLANTED: tuple[PlantedEvent, ...] = (
@@ -1035,7 +1036,7 @@ def expected_flags(hits: Iterable[Mapping]) -> dict[tuple[str, str], int]:
 
 
 def outliers_after_whitelist(counts: Mapping[tuple[str, str], int]) -> dict[tuple[str, str], int]:
-    """The seed model with its whitelist (reference section 4, step 5), judged on the summary text only.
+    """The seed model with its whitelist (docs/model.md, whitelists), judged on the summary text only.
 
     Per parent: flag, drop whitelisted candidates from the counts, re-evaluate while anything was
     whitelisted; what is left flagged is reported.

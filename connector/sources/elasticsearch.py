@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-COMPOSITE_PAGE_SIZE = 10_000  # big pages: each page re-runs the query (reference §1)
+COMPOSITE_PAGE_SIZE = 10_000  # big pages: each page re-runs the query (docs/formats.md §1)
 FETCH_PAGE_SIZE = 1_000
 CLAUSES_PER_SEARCH = 500  # candidate-pair clauses per fetch query, well below the clause limit
 PAIRS_PER_EXPLAIN = 200  # filters buckets per explanation request

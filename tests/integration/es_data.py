@@ -22,7 +22,7 @@ SAMPLE_MAPPINGS = {
 }
 
 
-# The seed use case of DESIGN.md without its whitelist sections, for tests that write outliers back.
+# The seed use case (examples/rare_child.ini) without its whitelists, for tests that write outliers back.
 SEED = """
 [terms_rare_childname]
 es_query_filter=tags:endpoint AND meta.command.name:"get_all_processes_enriched"

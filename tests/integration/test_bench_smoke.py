@@ -3,7 +3,7 @@
 Loader (straight from the generator, seed rule checked), real gunicorn, (a) detect, (b) the floor
 replay, (c) the scan baseline in its own process, (d) the rarechild call and (e) its floor, the results
 files. Correctness only: no timings
-are asserted (STYLE.md), only that each measurement produced a number.
+are asserted (CONTRIBUTING.md), only that each measurement produced a number.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The scheduled calls, rendered as Watcher and Kibana render them, answered by the real service.
 
 The watch's webhook body and the Kibana rule's action body are Mustache templates. Here a real Mustache
-implementation (pystache) renders them against the variables each engine provides (reference/watcher.md
-sections 3 and 5): Watcher's ``{ctx: ...}`` with dates as Java prints them, rendered as text/plain
+implementation (pystache) renders them against the variables each engine provides (docs/formats.md
+§6 and §7): Watcher's ``{ctx: ...}`` with dates as Java prints them, rendered as text/plain
 (no escaping); Kibana's ``{{date}}`` and ``context``, rendered with JSON escaping. The request is then
 sent as the engine would send it (method, path, headers, basic auth) to real gunicorn over the sample
 loaded into the real Elasticsearch node.
@@ -30,9 +30,9 @@ from connector.scheduling import ServiceCredentials, ServiceEndpoint
 from connector.settings import Secret
 from connector.watcher import WEBHOOK_ACTION, render_watch
 
-# Watcher renders templates as text/plain: values are inserted as they are (reference/watcher.md §3).
+# Watcher renders templates as text/plain: values are inserted as they are (docs/formats.md §6).
 WATCHER_MUSTACHE = pystache.Renderer(escape=lambda text: text, missing_tags="ignore")
-# Kibana renders action params with JSON escaping (reference/watcher.md §5, mustache_renderer.ts).
+# Kibana renders action params with JSON escaping (docs/formats.md §7).
 KIBANA_MUSTACHE = pystache.Renderer(escape=lambda text: json.dumps(text)[1:-1], missing_tags="ignore")
 
 
@@ -101,7 +101,7 @@ def rendered_rule_call(service: RunningService, index: str) -> tuple[dict[str, A
 
 
 def kibana_variables(rule: Mapping[str, Any], date: str) -> dict[str, Any]:
-    """What Kibana gives an .es-query action of group "query matched" (reference/watcher.md §5)."""
+    """What Kibana gives an .es-query action of group "query matched" (docs/formats.md §7)."""
     return {
         "date": date,
         "rule": {"id": "8a1e4b7c-6d2f-4e9a-b3c5-7f0d1e2a3b4c", "name": rule["name"], "tags": rule["tags"]},

@@ -1,5 +1,5 @@
 """What annotate.py writes, computed without Elasticsearch: ids, results documents, in-place updates
-(ee-outliers write-back, terms-model reference §7), the results index template and error translation."""
+(ee-outliers write-back, docs/model.md), the results index template and error translation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Structural rules from DESIGN.md: a pure model, and no side effects at import."""
+"""Structural rules (docs/architecture.md): a pure model, and no side effects at import."""
 
 import ast
 import subprocess
@@ -46,7 +46,7 @@ def test_model_package_does_no_io(module):
 
 
 def test_importing_the_entry_points_opens_no_socket_and_reads_no_environment():
-    """Importing the CLI and engine with an empty environment connects nowhere (STYLE rule 1)."""
+    """Importing the CLI and engine with an empty environment connects nowhere (CONTRIBUTING.md)."""
     probe = (
         "import socket\n"
         "def refuse(*a, **k):\n"

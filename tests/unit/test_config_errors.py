@@ -1,5 +1,5 @@
-"""Loading INI use-case files: the DESIGN.md seed loads as written, bad files fail with a ConfigError
-that names the file, the section and the option (reference/terms-model.md §1.1 and the project's
+"""Loading INI use-case files: the seed use case loads as written, bad files fail with a ConfigError
+that names the file, the section and the option (docs/model.md and the project's
 decisions: a bad file is an error at load time, not a skipped model)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from connector.cli import main
 from connector.config import ConfigError, load_use_cases
 from connector.engine import detect_file
 
-# The seed use case of DESIGN.md, verbatim (the long filter is split only to fit the line length).
+# The seed use case (examples/rare_child.ini), verbatim (the long filter split to fit the line length).
 SEED_INI = "\n".join(
     [
         "[terms_rare_childname]",
@@ -97,7 +97,7 @@ def write(tmp_path: Path, text: str, name: str = BAD_FILE) -> Path:
 
 # ------------------------------------------------------------------------------ the seed
 def test_seed_use_case_loads_verbatim(tmp_path: Path) -> None:
-    """The DESIGN.md seed file loads: one use case, the documented options typed, the filter kept as
+    """The seed file loads: one use case, the documented options typed, the filter kept as
     written, the two per-file regexes compiled case-insensitively (svchost regex matches the upper-case
     SVCHOST.EXE summary; the services regex matches SERVICES.EXE and not svchost)."""
     loaded = load_use_cases(write(tmp_path, SEED_INI, "seed.ini"))

@@ -1,6 +1,6 @@
 """Decision frontiers and the outlier test, checked against hand-computed values.
 
-Every expected value below was computed by hand from reference/terms-model.md §3 (the arithmetic is in
+Every expected value below was computed by hand from docs/model.md, "Decision frontier" (the arithmetic is in
 the comment next to each case), never by running the implementation. Notation: ``v`` the values,
 ``s`` trigger_sensitivity, ``p = s / 100``, ``m`` the median, ``sigma`` the population standard deviation.
 """
@@ -161,7 +161,7 @@ FRONTIER_IDS = [
 def test_decision_frontier_matches_hand_computation(
     values: list[int], trigger_method: str, trigger_sensitivity: float, trigger_on: str, expected: float
 ) -> None:
-    """Each trigger_method computes the frontier of reference §3 (distinct-value percentile, even median,
+    """Each trigger_method computes the frontier of docs/model.md (distinct-value percentile, even median,
     population sigma, mad fallback with sensitivity 1, madpos clamp, float = s, CV)."""
     frontier = decision_frontier(
         values,
@@ -241,7 +241,7 @@ OUTLIER_CASES = [
     ],
 )
 def test_is_outlier_is_strict(term_count: float, frontier: float, trigger_on: str, expected: bool) -> None:
-    """low means count < F and high means count > F, both strict (reference §3, outlier test)."""
+    """low means count < F and high means count > F, both strict (docs/model.md, "Decision frontier")."""
     assert is_outlier(term_count=term_count, decision_frontier=frontier, trigger_on=trigger_on) is expected
 
 

@@ -220,7 +220,7 @@ def _read_ini() -> configparser.ConfigParser:
 
 
 def test_ini_holds_the_design_seed_use_case_verbatim() -> None:
-    """examples/rare_child.ini has exactly the DESIGN.md sections, options and values."""
+    """examples/rare_child.ini has exactly the seed use case's sections, options and values."""
     parser = _read_ini()
     assert parser.sections() == ["terms_rare_childname", "whitelist_regexps"]
     assert dict(parser["terms_rare_childname"]) == {

@@ -15,7 +15,7 @@ from scripts import generate_events as gen
 def test_scale_grows_hosts_and_days_by_the_square_root_and_events_by_the_multiplier(
     multiplier: int, hosts: int, days: int, events: int
 ) -> None:
-    """1x is the reference environment (DESIGN.md); 4x and 16x double hosts and days each time."""
+    """1x is the reference environment (50 hosts, 7 days); 4x and 16x double hosts and days each time."""
     size = gen.scale(multiplier)
     assert (size.hosts, size.days, size.total_events, size.name) == (hosts, days, events, f"{multiplier}x")
 
@@ -44,7 +44,7 @@ def test_check_counts_gives_the_same_verdict_as_check_over_the_events() -> None:
 
 
 def test_reference_scale_plants_the_seven_typical_findings_and_the_sample_five() -> None:
-    """From 50 hosts on, explorer.exe also starts PremierColor.exe and SUMo.exe (DESIGN's findings)."""
+    """From 50 hosts on, explorer.exe also starts PremierColor.exe and SUMo.exe (the reference findings)."""
     reference = {(event.parent, event.child) for event in gen.reported_planted(gen.scale(1).hosts)}
     assert reference == {
         ("chrome.exe", "cmd.exe"),

@@ -1,7 +1,7 @@
-"""End-to-end scenarios of reference/terms-model.md, run through ``detect_file``.
+"""End-to-end scenarios of the terms model as docs/model.md documents it, via ``detect_file``.
 
 Every scenario writes a small INI use-case file and an NDJSON events file to ``tmp_path``. The expected
-outliers were computed BY HAND from the reference (the computation is in the comment of each test), not by
+outliers were computed BY HAND from docs/model.md (the computation is in the comment of each test), not by
 running the implementation. Floats (decision_frontier, confidence) are compared with a 1e-9 tolerance.
 
 Project decisions used here (see the brief): Q1 wrapping reproduced, Q2 sample not in output nor in the
@@ -44,7 +44,7 @@ RECORD_KEYS = {
 INDEX = "osquery-test"
 DEFAULT_SUMMARY = "rare child process {OsqueryFilter.name} for {OsqueryFilter.parentname}"
 
-# The seed use case of DESIGN.md, verbatim.
+# The seed use case (examples/rare_child.ini), verbatim.
 SEED_INI = "\n".join(
     [
         "[terms_rare_childname]",
@@ -198,7 +198,7 @@ def assert_outliers(result: dict[str, Any], expected: list[dict[str, Any]]) -> N
 
 # ------------------------------------------------------------------------------ §9 worked example
 def test_section9_seed_use_case_flags_the_two_count_one_children(tmp_path: Path) -> None:
-    """§9 with the DESIGN.md seed verbatim: only chrome.exe's two count-1 children are outliers; the
+    """The worked example with the seed verbatim: only chrome.exe's two count-1 children are outliers; the
     [150,1,1] parent flags nothing; SVCHOST.EXE / Services.exe candidates are whitelisted by the seed
     regexes case-insensitively and their parents re-evaluated."""
     events = (
@@ -1131,7 +1131,7 @@ def test_summary_wrapped_at_150_defeats_dot_star_regex_q1(tmp_path: Path) -> Non
     line1 = "rare child process cmd.exe for svchost.exe cmdline " + " ".join(words[:10])
     line2 = " ".join(words[10:])
     assert (len(line1), len(line2)) == (150, 99)  # self-check of the hand count above
-    # self-check of our arithmetic against the stdlib wrapper the reference names (not the implementation)
+    # self-check of our arithmetic against the stdlib wrapper docs/model.md names (not the implementation)
     assert textwrap.fill(line1 + " " + line2, width=150) == line1 + "\n" + line2
     result = run(tmp_path, ini, events)
     expected = [
