@@ -29,7 +29,12 @@ from connector.engine import (
     detect_file_result,
     detect_in_elasticsearch,
 )
-from connector.errors import ConnectorError
+from connector.errors import (
+    ConnectorError,
+    ElasticsearchTimeoutError,
+    ElasticsearchTlsError,
+    ElasticsearchUnavailableError,
+)
 from connector.kibana import kibana_command, kibana_connector_command
 from connector.knowledge import load_knowledge
 from connector.loading import load_events
@@ -355,9 +360,16 @@ def setup_template(results_index: str, es_url: str | None) -> None:
 @contextmanager
 def _elasticsearch(es_url: str | None) -> Iterator[Elasticsearch]:
     """A client from --es-url (else CONNECTOR_ES_URL) and the CONNECTOR_ES_* credentials, closed after."""
-    client = ElasticsearchConnection.from_env(url=es_url).client()
+    connection = ElasticsearchConnection.from_env(url=es_url)
+    client = connection.client()
     try:
         yield client
+    except (ElasticsearchUnavailableError, ElasticsearchTimeoutError, ElasticsearchTlsError) as error:
+        # Name the node: the command line has one, set by --es-url or CONNECTOR_ES_URL (never credentials).
+        error.message = (
+            f"{error.message} (Elasticsearch at {connection.url}, from --es-url or CONNECTOR_ES_URL)"
+        )
+        raise
     finally:
         client.close()
 

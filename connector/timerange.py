@@ -129,9 +129,10 @@ def resolve_range(
     if start is None or end is None:
         raise InvalidRangeError(_summary(problems), details=problems)
     if end <= start:
+        fix = "swap the two values" if end < start else "give a range that is not empty"
         message = (
-            f"must be after from: {to_text!r} resolves to {isoformat_z(end)}, "
-            f"{from_text!r} resolves to {isoformat_z(start)}"
+            f"must be after from: to {to_text!r} resolves to {isoformat_z(end)}, "
+            f"from {from_text!r} resolves to {isoformat_z(start)}; {fix}"
         )
         raise _invalid(f"{path}.to", message)
     if end - start > timedelta(days=max_days):

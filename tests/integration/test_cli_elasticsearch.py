@@ -127,7 +127,10 @@ def test_an_unreachable_elasticsearch_exits_1_with_one_error_line(events_index, 
     result = detect_es(closed, events_index, results_index)
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert result.stdout == ""
-    assert result.stderr.splitlines() == ["error: Elasticsearch is unreachable; retry later"]
+    assert result.stderr.splitlines() == [
+        f"error: Elasticsearch is unreachable; retry later (Elasticsearch at {closed}, from --es-url or "
+        "CONNECTOR_ES_URL)"
+    ]
 
 
 def test_outliers_that_cannot_be_written_exit_3_after_printing_the_detection(

@@ -253,3 +253,20 @@ def test_check_knowledge_validates_the_shipped_file_and_names_a_broken_key(tmp_p
     assert result.exit_code == 2
     assert f"error: {broken}: rules." in result.output
     assert "'1204' does not match" in result.output
+
+
+def test_an_unreachable_elasticsearch_is_named_in_the_message(tmp_path, use_case_file, monkeypatch):
+    """The CLI says which node it could not reach and where that URL came from; exit code 1."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.delenv("CONNECTOR_ES_URL", raising=False)
+    url = f"http://127.0.0.1:{port}"
+    result = CliRunner().invoke(main, ["detect", "--config", str(use_case_file), "--es-url", url])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: Elasticsearch is unreachable; retry later (Elasticsearch at {url}, from --es-url or "
+        "CONNECTOR_ES_URL)"
+    )

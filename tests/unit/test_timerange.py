@@ -210,7 +210,20 @@ def test_end_must_be_after_start(from_text, to_text):
         resolve_range(from_text, to_text, now=NOW, max_days=400)
     (detail,) = caught.value.details
     assert detail["path"] == "$.range.to"
-    assert detail["message"].startswith("must be after from: ")
+    assert detail["message"].startswith(f"must be after from: to {to_text!r} resolves to ")
+    assert f", from {from_text!r} resolves to " in detail["message"]
+
+
+def test_a_reversed_range_says_to_swap_the_values_and_an_empty_one_says_so():
+    with pytest.raises(InvalidRangeError) as reversed_range:
+        resolve_range("2024-05-02", "2024-05-01", now=NOW, max_days=400)
+    assert str(reversed_range.value) == (
+        "$.range.to: must be after from: to '2024-05-01' resolves to 2024-05-01T00:00:00.000Z, "
+        "from '2024-05-02' resolves to 2024-05-02T00:00:00.000Z; swap the two values"
+    )
+    with pytest.raises(InvalidRangeError) as empty:
+        resolve_range("2024-05-01", "2024-05-01", now=NOW, max_days=400)
+    assert str(empty.value).endswith("; give a range that is not empty")
 
 
 def test_range_longer_than_max_days_is_refused():
