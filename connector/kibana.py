@@ -557,10 +557,20 @@ def _error_reason(error: Mapping[str, Any]) -> str:
 
 # -- the two installer commands ------------------------------------------------------------------
 
+def _require_kibana_url(context: click.Context, parameter: click.Parameter, value: str | None) -> str:
+    if not value:
+        raise click.UsageError(
+            "Missing option '--kibana-url': give Kibana's base URL with --kibana-url URL, or set KIBANA_URL "
+            "(e.g. https://kibana.internal:5601)",
+            ctx=context,
+        )
+    return value
+
+
 _KIBANA_URL = click.option(
     "--kibana-url",
     envvar="KIBANA_URL",
-    required=True,
+    callback=_require_kibana_url,
     metavar="URL",
     help="Kibana's base URL with any server.basePath (default: KIBANA_URL). Credentials: KIBANA_API_KEY "
     "or KIBANA_USERNAME/KIBANA_PASSWORD.",

@@ -119,7 +119,8 @@ class NdjsonSource:
 
     def _hit(self, raw: bytes, line_number: int) -> dict[str, Any]:
         try:
-            document = json.loads(raw)
+            # Without its line break, so an error at the end of the line gets that line's column.
+            document = json.loads(raw.rstrip(b"\r\n"))
         except UnicodeDecodeError as error:
             raise InputError(f"not UTF-8 text ({error.reason})", path=self.path, line=line_number) from None
         except json.JSONDecodeError as error:

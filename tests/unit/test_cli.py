@@ -270,3 +270,23 @@ def test_an_unreachable_elasticsearch_is_named_in_the_message(tmp_path, use_case
         f"error: Elasticsearch is unreachable; retry later (Elasticsearch at {url}, from --es-url or "
         "CONNECTOR_ES_URL)"
     )
+
+
+@pytest.mark.parametrize("command", ["kibana", "kibana-connector"])
+def test_kibana_installers_without_a_url_name_both_ways_to_give_it(command, monkeypatch):
+    monkeypatch.delenv("KIBANA_URL", raising=False)
+    result = CliRunner().invoke(main, ["setup", command])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: Missing option '--kibana-url': give Kibana's base URL with --kibana-url URL, or set KIBANA_URL "
+        "(e.g. https://kibana.internal:5601)"
+    )
+
+
+def test_a_json_error_at_the_end_of_a_line_names_that_column(tmp_path, use_case_file):
+    """'{"a": ' ends at column 7: the error is there, not at column 1 of the next line."""
+    events = tmp_path / "bad.ndjson"
+    events.write_text('{"a": 1}\n{"a": \r\n{"a": 2}\n')
+    result = CliRunner().invoke(main, ["detect", "--config", str(use_case_file), "--events", str(events)])
+    assert result.exit_code == 2
+    assert "bad.ndjson:2: not valid JSON (Expecting value at column 7)" in result.stderr
