@@ -11,6 +11,7 @@ the option, and saying which values are allowed.
 from __future__ import annotations
 
 import configparser
+import difflib
 import json
 import logging
 import math
@@ -454,7 +455,7 @@ def _use_case(
         process_documents_chronologically=boolean("process_documents_chronologically", True),
         should_notify=boolean("should_notify", False),
         host_field=section.get("host_field") or DEFAULT_HOST_FIELD,
-        extra_options=tuple((k, v) for k, v in section.items() if k not in KNOWN_OPTIONS),
+        extra_options=_extra_options(section, path, KNOWN_OPTIONS),
         assets=settings.assets,
         whitelist=whitelist,
     )
@@ -511,7 +512,7 @@ def _rarechild_use_case(
         run_model=reader.boolean("run_model", True),
         test_model=reader.boolean("test_model", False),
         should_notify=reader.boolean("should_notify", False),
-        extra_options=tuple((k, v) for k, v in section.items() if k not in RARECHILD_OPTIONS),
+        extra_options=_extra_options(section, path, RARECHILD_OPTIONS),
         assets=settings.assets,
         whitelist=whitelist,
     )
@@ -530,6 +531,25 @@ def _number(
     if not math.isfinite(number) or number < minimum:
         raise fail(option, f"{value!r} must be a finite number of {minimum:g} or more")
     return number
+
+
+def _extra_options(
+    section: configparser.SectionProxy, path: str | Path, known: frozenset[str]
+) -> tuple[tuple[str, str], ...]:
+    """Options the model does not know, copied into records as ee-outliers does; near-misses are warned."""
+    extras = tuple((option, value) for option, value in section.items() if option not in known)
+    for option, _ in extras:
+        close = difflib.get_close_matches(option, sorted(known), n=1, cutoff=0.85)
+        if close:
+            log.warning(
+                "%s [%s] %s: unknown option, probably a typo of %s; it is copied into every outlier "
+                "record as ee-outliers does, and does nothing else",
+                path,
+                section.name,
+                option,
+                close[0],
+            )
+    return extras
 
 
 def _field_list(value: str, option: str, fail: Any) -> tuple[str, ...]:

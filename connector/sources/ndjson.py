@@ -6,7 +6,9 @@ entries keeps only the events of the requested pairs. Each request reads the fil
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -14,14 +16,79 @@ from typing import Any
 
 from connector.config import RareChildUseCase, UseCase
 from connector.errors import InputError
-from connector.model.fields import event_pairs
+from connector.model.fields import ABSENT, event_pairs, lookup
 from connector.model.rarechild import GroupCount, PathCount, text_at
 from connector.model.terms import Entry, Pair, PairCounts, count_event, entries_of_event
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 """Called now and then with (lines read, bytes read)."""
 
 PROGRESS_EVERY = 20_000
+
+
+class FieldPresence:
+    """Which configured fields occur in a file at all: a misspelt field is said once, with those that exist.
+
+    Over Elasticsearch the mapping tells (a missing field is an error); a file has none, so the events
+    tell. It stays a warning: events lacking a field are skipped, as ee-outliers does, and a file of
+    such events legitimately gives no outliers.
+    """
+
+    SAMPLE_EVENTS = 1_000
+    SHOWN_FIELDS = 40
+
+    def __init__(self, use_case: UseCase | RareChildUseCase) -> None:
+        self.use_case = use_case
+        self.options = [("aggregator", path) for path in use_case.aggregator] + [
+            ("target", path) for path in use_case.target
+        ]
+        self.found = {path: False for _, path in self.options}
+        self.existing: set[str] = set()
+        self.sampled = 0
+
+    def see(self, source: Any) -> None:
+        for path, found in self.found.items():
+            if not found and lookup(source, path) is not ABSENT:
+                self.found[path] = True
+        if self.sampled < self.SAMPLE_EVENTS:
+            self.sampled += 1
+            self.existing.update(_leaf_paths(source))
+
+    def check(self, path: Path, events: int) -> None:
+        """Warn (once per field) about each configured field that occurs in none of the ``events``."""
+        if not events:
+            return
+        for option, field_path in self.options:
+            if self.found[field_path]:
+                continue
+            shown = sorted(self.existing)
+            listing = ", ".join(shown[: self.SHOWN_FIELDS]) + (
+                " ..." if len(shown) > self.SHOWN_FIELDS else ""
+            )
+            close = difflib.get_close_matches(field_path, shown, n=1, cutoff=0.8)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            log.warning(
+                "[%s] %s: field %r is in none of the %s events of %s, so every event was skipped; "
+                "%scheck the field path (fields of these events: %s)",
+                self.use_case.section,
+                option,
+                field_path,
+                f"{events:,}",
+                path,
+                hint,
+                listing or "none",
+            )
+
+
+def _leaf_paths(value: Any, prefix: str = "") -> list[str]:
+    if not isinstance(value, dict):
+        return [prefix] if prefix else []
+    paths = []
+    for key, item in value.items():
+        paths.extend(_leaf_paths(item, f"{prefix}.{key}" if prefix else str(key)))
+    return paths
 
 
 class NdjsonSource:
@@ -56,9 +123,12 @@ class NdjsonSource:
     def pair_counts(self, use_case: UseCase) -> tuple[PairCounts, int]:
         counts = PairCounts()
         events = 0
+        presence = FieldPresence(use_case)
         for hit in self.hits():
             events += 1
+            presence.see(hit["_source"])
             count_event(counts, use_case, hit["_source"])
+        presence.check(self.path, events)
         return counts, events
 
     def entries(self, use_case: UseCase, pairs: set[Pair]) -> Iterator[Entry]:
@@ -74,9 +144,11 @@ class NdjsonSource:
         by_host: dict[tuple[str, str, str | None], int] = {}
         by_path: dict[tuple[str, str, str | None], int] = {}
         events = 0
+        presence = FieldPresence(use_case)
         for hit in self.hits():
             events += 1
             source = hit["_source"]
+            presence.see(source)
             pairs = event_pairs(source, aggregator=use_case.aggregator, target=use_case.target)
             if not pairs:
                 continue
@@ -85,6 +157,7 @@ class NdjsonSource:
             for parent, child in dict.fromkeys(pairs):  # an event counts once per pair, as in a bucket
                 by_host[(parent, child, host)] = by_host.get((parent, child, host), 0) + 1
                 by_path[(parent, child, path)] = by_path.get((parent, child, path), 0) + 1
+        presence.check(self.path, events)
         groups = [GroupCount(p, c, h, count, count, None) for (p, c, h), count in by_host.items()]
         paths = [PathCount(p, c, path, count) for (p, c, path), count in by_path.items()]
         return groups, paths, events

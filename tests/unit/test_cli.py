@@ -278,8 +278,8 @@ def test_kibana_installers_without_a_url_name_both_ways_to_give_it(command, monk
     result = CliRunner().invoke(main, ["setup", command])
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == (
-        "Error: Missing option '--kibana-url': give Kibana's base URL with --kibana-url URL, or set KIBANA_URL "
-        "(e.g. https://kibana.internal:5601)"
+        "Error: Missing option '--kibana-url': give Kibana's base URL with --kibana-url URL, "
+        "or set KIBANA_URL (e.g. https://kibana.internal:5601)"
     )
 
 
@@ -290,3 +290,24 @@ def test_a_json_error_at_the_end_of_a_line_names_that_column(tmp_path, use_case_
     result = CliRunner().invoke(main, ["detect", "--config", str(use_case_file), "--events", str(events)])
     assert result.exit_code == 2
     assert "bad.ndjson:2: not valid JSON (Expecting value at column 7)" in result.stderr
+
+
+def test_a_field_in_none_of_the_events_is_said_once_with_the_fields_that_exist(
+    tmp_path, use_case_file, caplog
+):
+    """A misspelt target over a file: 0 outliers as ee-outliers gives, and one warning naming the fix."""
+    events = tmp_path / "events.ndjson"
+    events.write_text("".join(json.dumps(_event("explorer.exe", "chrome.exe")) + "\n" for _ in range(3)))
+    misspelt = tmp_path / "misspelt.ini"
+    misspelt.write_text(
+        use_case_file.read_text().replace("target=OsqueryFilter.name", "target=OsqueryFilter.nmae", 1)
+    )
+    with caplog.at_level("WARNING", logger="connector.sources.ndjson"):
+        result = CliRunner().invoke(main, ["detect", "--config", str(misspelt), "--events", str(events)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["outliers"] == []
+    assert [record.getMessage() for record in caplog.records] == [
+        "[terms_rare_child] target: field 'OsqueryFilter.nmae' is in none of the 3 events of "
+        f"{events}, so every event was skipped; did you mean 'OsqueryFilter.name'? check the field path "
+        "(fields of these events: OsqueryFilter.name, OsqueryFilter.parentname, host.name)"
+    ]

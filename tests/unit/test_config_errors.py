@@ -306,3 +306,18 @@ def test_cli_bad_config_exits_2_with_message_on_stderr(tmp_path: Path) -> None:
     assert result.stdout == ""
     for expected in [BAD_FILE, BAD_SECTION, "trigger_method", "pct_of_avg_value", "coeff_of_variation"]:
         assert expected in result.stderr, (expected, result.stderr)
+
+
+def test_an_option_close_to_a_known_one_is_warned_as_a_probable_typo_and_still_copied(tmp_path, caplog):
+    """``min_target_bucket=3`` is not ``min_target_buckets``: said once; unrelated extras stay silent."""
+    path = tmp_path / "typo.ini"
+    path.write_text(SEED_INI.replace("run_model=1", "run_model=1\nmin_target_bucket=3\nteam=blue"))
+    with caplog.at_level("WARNING", logger="connector.config"):
+        use_case = load_use_cases(path).select()
+    assert use_case.extra_options == (("min_target_bucket", "3"), ("team", "blue"))
+    assert use_case.min_target_buckets is None
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{path} [terms_rare_childname] min_target_bucket: unknown option, probably a typo of "
+        "min_target_buckets; it is copied into every outlier record as ee-outliers does, and does nothing "
+        "else"
+    ]
