@@ -188,6 +188,8 @@ def detect(
             _fail(error)
         contract = detection.to_contract()
         failed_writes = detection.annotation.failed
+        if detection.hint:
+            click.echo(f"note: {detection.hint}", err=True)
         for item in detection.annotation.errors:
             click.echo(
                 f"error: writing {item.get('_id')}: {item.get('type')}: {item.get('reason')}", err=True

@@ -168,6 +168,7 @@ class ElasticsearchDetection:
     requests: int
     documents_fetched: int
     took_ms: int
+    hint: str | None = None
 
     def to_contract(self) -> dict[str, Any]:
         """The same JSON shape as offline detection (``connector detect``)."""
@@ -191,6 +192,7 @@ class ElasticsearchDetection:
             "outliers": [self._explained(outlier) for outlier in shown],
             "annotation": self.annotation.to_dict(),
             "took_ms": self.took_ms,
+            **({"hint": self.hint} if self.hint else {}),
         }
 
     def _explained(self, outlier: Outlier) -> dict[str, Any]:
@@ -277,6 +279,7 @@ def detect_in_elasticsearch(
         allowed_indices=allowed_indices,
     )
     result = run(source, use_case)
+    hint = source.empty_range_hint(use_case) if result.events_analyzed == 0 else None
     in_range = result.outliers
     if baseline_start is not None:
         first_ms = int(time_range.start.timestamp() * 1000)
@@ -321,6 +324,7 @@ def detect_in_elasticsearch(
         requests=source.requests,
         documents_fetched=source.documents_fetched,
         took_ms=took_ms,
+        hint=hint,
     )
 
 

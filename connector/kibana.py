@@ -557,6 +557,7 @@ def _error_reason(error: Mapping[str, Any]) -> str:
 
 # -- the two installer commands ------------------------------------------------------------------
 
+
 def _require_kibana_url(context: click.Context, parameter: click.Parameter, value: str | None) -> str:
     if not value:
         raise click.UsageError(

@@ -209,6 +209,7 @@ class RareChildDetection:
     requests: int
     documents_fetched: int
     took_ms: int
+    hint: str | None = None
 
     def to_contract(self) -> dict[str, Any]:
         return self.result.to_contract()
@@ -240,6 +241,7 @@ class RareChildDetection:
             ],
             "annotation": self.annotation.to_dict(),
             "took_ms": self.took_ms,
+            **({"hint": self.hint} if self.hint else {}),
         }
 
 
@@ -288,6 +290,7 @@ def detect_rarechild_in_elasticsearch(
         days = (time_range.start - counted_from).total_seconds() / 86400
         label = f"baseline {days:g} d"
     result = run_rarechild(source, use_case, range_start=range_start, baseline_label=label)
+    hint = source.empty_range_hint(use_case) if result.events_analyzed == 0 else None
     documents = []
     for alert in result.alerts:
         record = alert_record(use_case, alert)
@@ -318,4 +321,5 @@ def detect_rarechild_in_elasticsearch(
         requests=source.requests,
         documents_fetched=source.documents_fetched,
         took_ms=took_ms,
+        hint=hint,
     )

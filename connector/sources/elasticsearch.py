@@ -542,6 +542,38 @@ class ElasticsearchSource:
                 # The point in time expires by itself (PIT_KEEP_ALIVE).
                 log.warning("could not close point in time: %s", type(error).__name__)
 
+    # -- when nothing was counted -------------------------------------------------------------
+
+    def empty_range_hint(self, use_case: UseCase | RareChildUseCase) -> str:
+        """Why a detection counted no event, and where the data is: one request, only then.
+
+        The whole index (no time range, no filter) is looked at: its event count and first and last
+        timestamp say whether the range or the filter missed it.
+        """
+        fields = self.resolve_fields(use_case)
+        response = self._call(
+            "search",
+            index=self.index,
+            size=0,
+            track_total_hits=True,
+            allow_partial_search_results=False,
+            aggs={
+                "first": {"min": {"field": fields.timestamp, "format": "strict_date_optional_time"}},
+                "last": {"max": {"field": fields.timestamp, "format": "strict_date_optional_time"}},
+            },
+        )
+        total = response["hits"]["total"]["value"]
+        searched = f"no event of {self.index} in [{isoformat_z(self.start)}, {isoformat_z(self.end)})"
+        if not total:
+            return f"{searched}: the index holds no events at all; load events or check the index name"
+        aggregations = response.get("aggregations", {})
+        first = aggregations.get("first", {}).get("value_as_string")
+        last = aggregations.get("last", {}).get("value_as_string")
+        return (
+            f"{searched} matched use case {use_case.section}; the index holds {total:,} events from {first} "
+            f"to {last} ({fields.timestamp}): ask for a range inside it, or check the use case's filter"
+        )
+
     # -- explanations -------------------------------------------------------------------------
 
     def explain(
