@@ -1,4 +1,4 @@
-# The webhook service under gunicorn (README, "The webhook service" and "Containers").
+# The webhook service under gunicorn (docs/service.md and docs/containers.md).
 # Configuration comes from CONNECTOR_* environment variables at run time; none is a secret here.
 # Mount your use-case files and point CONNECTOR_USE_CASES at them (the seed use case is the default).
 #

@@ -63,7 +63,7 @@ from connector.sources.ndjson import NdjsonSource  # noqa: E402
 from connector.timerange import isoformat_z  # noqa: E402
 
 SAMPLE_EVENTS = ROOT / "examples" / "sample-events.ndjson"
-SAMPLE_START = datetime(2024, 3, 4, tzinfo=UTC)  # the sample's 3 days (README, "Try it on the sample")
+SAMPLE_START = datetime(2024, 3, 4, tzinfo=UTC)  # the sample's 3 days (docs/service.md)
 SAMPLE_DAYS = 3
 DEFAULT_SCALES = ("sample", "1x")
 DEFAULT_WORKERS = (1, 2, 4)
@@ -93,7 +93,7 @@ class Target:
 
 
 def load_sample(client: Elasticsearch, index: str) -> Target:
-    """The shipped sample, indexed as the README's ``connector load`` does (ids kept: a reload is a no-op)."""
+    """The shipped sample, indexed as ``connector load`` does (ids kept: a reload is a no-op)."""
     expected = sum(1 for line in SAMPLE_EVENTS.open("rb") if line.strip())
     if client.indices.exists(index=index) and client.count(index=index)["count"] == expected:
         return Target("sample", index, expected, SAMPLE_START, SAMPLE_DAYS, f"{index}: already loaded")

@@ -54,7 +54,7 @@ class DetectionResult:
         return len(self.final_counts.by_aggregator)
 
     def to_contract(self) -> dict[str, Any]:
-        """The documented JSON shape of a detection (README, "Output contract")."""
+        """The documented JSON shape of a detection (docs/cli.md, "Output contract")."""
         return {
             "use_case": self.use_case.section,
             "events_analyzed": self.events_analyzed,
@@ -63,7 +63,7 @@ class DetectionResult:
 
 
 def contract_record(outlier: Outlier) -> dict[str, Any]:
-    """One outlier in the documented ``connector detect`` JSON shape (README, "Output contract")."""
+    """One outlier in the documented ``connector detect`` JSON shape (docs/cli.md, "Output contract")."""
     observation = outlier.observation
     return {
         "_id": outlier.document_id,

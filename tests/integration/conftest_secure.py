@@ -2,13 +2,13 @@
 
 Imported by ``test_security_tls.py``. The node (``scripts/es_node.py``, ``secure=True``) has a throw-away
 CA and a superuser for these fixtures only. The connector gets its own API key, created by that superuser
-exactly as the README says (``POST /_security/api_key`` with ``role_descriptors``); the key's role is the
+exactly as docs/service.md says (``POST /_security/api_key`` with ``role_descriptors``); the key's role is the
 reviewed asset ``kibana_saved_objects/elasticsearch-role.json`` with this session's index names filled in,
 so the documented role, the shipped asset and what is tested cannot drift apart. The service gets the
 key's ``encoded`` value as ``CONNECTOR_ES_API_KEY``.
 
 API keys live in the ``.security`` index, whose mapping needs analysis components the integ-test
-distribution lacks; es_node.py gives secure nodes a small test plugin providing them. The README's other
+distribution lacks; es_node.py gives secure nodes a small test plugin providing them. The documented other
 option, a user with the role (``CONNECTOR_ES_USERNAME``/``PASSWORD``), is covered by a file-realm user
 (:func:`connector_user`), created only for the one test that needs it.
 """
@@ -107,7 +107,7 @@ class SecureCluster:
 
 @dataclass(frozen=True)
 class ConnectorUser:
-    """A file-realm user holding the same role: the README's username/password alternative."""
+    """A file-realm user holding the same role: the documented username/password alternative."""
 
     name: str
     password: str = field(repr=False)

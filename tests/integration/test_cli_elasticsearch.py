@@ -1,6 +1,6 @@
 """``connector detect --es-url``: the command line over the real node, as a user runs it (a subprocess).
 
-What the README promises: the same JSON as ``connector detect --events`` for the same events, nothing
+What docs/cli.md promises: the same JSON as ``connector detect --events`` for the same events, nothing
 written unless ``--annotate`` says so, exit code 1 for an operational error (Elasticsearch unreachable)
 and 3 when some outliers could not be written.
 """

@@ -136,7 +136,7 @@ def _elastic(client: Elasticsearch, index: str, config: Path, section: str | Non
 
 
 def test_seed_use_case_on_the_sample_gives_identical_outliers(es_client, sample_index):
-    """The README's seed use case: 5 planted outliers, same ids, counts and frontiers both ways."""
+    """The seed use case: 5 planted outliers, same ids, counts and frontiers both ways."""
     config = ROOT / "examples/rare_child.ini"
     offline = detect_file(config_path=config, events_path=SAMPLE)
     assert len(offline["outliers"]) == 5

@@ -1,6 +1,6 @@
-"""The README's "Try it on the sample" commands, run as written against real gunicorn and Elasticsearch.
+"""docs/service.md's "Try it on the sample" commands, run as written against real gunicorn and Elasticsearch.
 
-Only the service's port differs (a free one instead of 8080). The answer must equal the README's
+Only the service's port differs (a free one instead of 8080). The answer must equal the page's
 example (but for timing and the request id) and the results must land in the results index.
 """
 
@@ -17,8 +17,10 @@ import pytest
 from conftest_service import ROOT, run_service
 from elasticsearch import Elasticsearch
 
-README = (ROOT / "README.md").read_text()
-SECTION = README[README.index("### Try it on the sample") : README.index("### `POST /api/v1/detect`")]
+SERVICE_DOC = (ROOT / "docs" / "service.md").read_text()
+SECTION = SERVICE_DOC[
+    SERVICE_DOC.index("## Try it on the sample") : SERVICE_DOC.index("## `POST /api/v1/detect`")
+]
 SAMPLE_INDEX = "osquery-sample"
 RESULTS_INDEX = "outliers-rare-child"
 
@@ -34,7 +36,7 @@ def _readme_answer() -> dict:
 
 @pytest.fixture
 def clean_readme_indices(es_client: Elasticsearch) -> Iterator[None]:
-    """The README names fixed indices: make sure they start empty and are gone afterwards."""
+    """The page names fixed indices: make sure they start empty and are gone afterwards."""
     for index in (SAMPLE_INDEX, RESULTS_INDEX):
         es_client.options(ignore_status=404).indices.delete(index=index)
     yield
@@ -45,7 +47,7 @@ def clean_readme_indices(es_client: Elasticsearch) -> Iterator[None]:
 def test_readme_commands_detect_the_planted_children_and_write_them(
     es_url, es_client, clean_readme_indices, tmp_path
 ):
-    """load -> serve -> curl, as the README shows them; then the results index holds the five outliers."""
+    """load -> serve -> curl, as docs/service.md shows them; the results index then holds the five."""
     load, serve, curl = _commands()
     assert load.startswith("connector load ") and "connector serve" in serve and curl.startswith("curl ")
 

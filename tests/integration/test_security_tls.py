@@ -1,10 +1,10 @@
 """The connector against a REAL node with security and TLS on, logged in with a least-privilege API key.
 
-The key is created as the README says (``POST /_security/api_key``, ``role_descriptors`` = the shipped
+The key is created as docs/service.md says (``POST /_security/api_key``, ``role_descriptors`` = the shipped
 role asset ``kibana_saved_objects/elasticsearch-role.json``) and given to real gunicorn as
 ``CONNECTOR_ES_API_KEY``. Pinned: a full detection works with that key and nothing more, writes outside it
 are refused with a 502 naming the missing privilege, TLS verification is on by default (no CA: a clear
-error, not ready), no secret reaches the logs or the answers, and a user with the same role (the README's
+error, not ready), no secret reaches the logs or the answers, and a user with the same role (docs/service.md's
 username/password alternative) works too.
 """
 
@@ -346,7 +346,7 @@ def test_no_secret_reaches_the_logs_or_the_answers(
 def test_a_user_with_the_role_works_too_and_its_password_stays_out_of_the_logs(
     secure_user_service: RunningService, secure_cluster: SecureCluster, connector_user: ConnectorUser
 ) -> None:
-    """The README's alternative to a key, CONNECTOR_ES_USERNAME/PASSWORD of a user holding the role
+    """The documented alternative to a key, CONNECTOR_ES_USERNAME/PASSWORD of a user holding the role
     (here a file-realm user): ready, the same detection (its results are written by whichever login ran
     first), a refusal naming the user, and neither password nor basic encoding in log or answers."""
     ready = secure_user_service.call("GET", "/readyz", headers=secure_user_service.bearer)
