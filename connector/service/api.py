@@ -142,6 +142,7 @@ def readyz() -> tuple[Response, int]:
     """Ready when Elasticsearch answers our credentials and use cases are loaded; reveals nothing else."""
     state = service_state()
     elasticsearch = check_elasticsearch(state.es_client)
+    state.readiness.observe(elasticsearch, es_url=state.settings.es_url)
     use_cases = len(state.catalog.use_cases)
     ready = elasticsearch is ElasticsearchCheck.OK and use_cases > 0
     body = {

@@ -12,6 +12,7 @@ from connector.service.catalog import load_catalog
 from connector.service.errors import UnsupportedTransferCodingError, register_error_handlers
 from connector.service.logs import REQUEST_ID_HEADER, configure_logging, request_id_from
 from connector.service.openapi import build_openapi
+from connector.service.readiness import ReadinessLog, check_elasticsearch
 from connector.service.state import ServiceState
 from connector.service.validation import load_schemas
 from connector.settings import Settings
@@ -49,6 +50,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         schemas=schemas,
         authenticator=authenticator,
         openapi=build_openapi(schemas.documents),
+        readiness=ReadinessLog(
+            f"{len(catalog.use_cases)} use case(s) from {', '.join(settings.use_case_paths)}, "
+            f"allowed indices {', '.join(settings.allowed_indices)}"
+        ),
     )
 
     # No static route: the service serves no files (Flask's default /static/<path> needs no endpoint).
@@ -84,13 +89,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(service)
     app.register_blueprint(api)
     register_error_handlers(app, challenge=authenticator.challenge, max_body_bytes=settings.max_body_bytes)
-    log.info(
-        "service ready: %d use case(s) from %s, Elasticsearch %s, allowed indices %s",
-        len(catalog.use_cases),
-        ", ".join(settings.use_case_paths),
-        settings.es_url,
-        ", ".join(settings.allowed_indices),
-    )
+    state.readiness.observe(check_elasticsearch(state.es_client), es_url=settings.es_url)
     return app
 
 

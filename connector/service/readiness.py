@@ -35,6 +35,40 @@ class _SecurityDisabled(Exception):
     """The cluster has no security endpoints: there are no credentials to check."""
 
 
+class ReadinessLog:
+    """Says "service ready" once, after the first successful Elasticsearch check, not before.
+
+    At start the factory checks once: if Elasticsearch does not answer, the log says the service is
+    waiting for it, and "service ready" comes with the first later check that succeeds (a readiness
+    probe). A process that logs "ready" while it cannot detect anything would mislead whoever reads it.
+    """
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.announced = False
+        self.waiting_said = False
+
+    def observe(self, check: ElasticsearchCheck, *, es_url: str) -> None:
+        if self.announced:
+            return
+        if check is ElasticsearchCheck.OK:
+            self.announced = True
+            log.info(
+                "service ready: Elasticsearch at %s accepts the connector's credentials; %s",
+                es_url,
+                self.description,
+            )
+        elif not self.waiting_said:  # once: each failed probe logs its own reason anyway
+            self.waiting_said = True
+            log.warning(
+                "waiting for Elasticsearch at %s (%s): detections answer 503 and /readyz 503 until it does; "
+                "%s",
+                es_url,
+                check.value,
+                self.description,
+            )
+
+
 def check_elasticsearch(
     client: Elasticsearch, timeout_seconds: float = PROBE_TIMEOUT_SECONDS
 ) -> ElasticsearchCheck:

@@ -10,6 +10,7 @@ from elasticsearch import Elasticsearch
 
 from connector.service.auth import Authenticator
 from connector.service.catalog import UseCaseCatalog
+from connector.service.readiness import ReadinessLog
 from connector.service.validation import SchemaSet
 from connector.settings import Settings
 
@@ -24,3 +25,4 @@ class ServiceState:
     schemas: SchemaSet
     authenticator: Authenticator
     openapi: Mapping[str, Any]
+    readiness: ReadinessLog

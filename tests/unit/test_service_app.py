@@ -834,3 +834,37 @@ def test_serve_execs_gunicorn_with_the_package_config(env: dict[str, str], monke
     assert path == argv[0]
     assert environment["CONNECTOR_BIND"] == "127.0.0.1:9999"
     assert environment["CONNECTOR_WORKERS"] == "3"
+
+
+def test_ready_is_logged_only_after_elasticsearch_answers(make_app, closed_port_url, caplog):
+    """Elasticsearch down at start: the log says the service waits for it, never that it is ready."""
+    with caplog.at_level("INFO", logger="connector.service"):
+        app = make_app()
+        app.test_client().get("/readyz", headers={"Authorization": f"Bearer {TOKEN}"})
+    messages = [
+        record.getMessage() for record in caplog.records if record.name.startswith("connector.service")
+    ]
+    assert not any(message.startswith("service ready") for message in messages), messages
+    waiting = [message for message in messages if message.startswith("waiting for Elasticsearch")]
+    assert len(waiting) == 1  # said once, though the probe found it still down
+    assert waiting[0].startswith(
+        f"waiting for Elasticsearch at {closed_port_url} (unreachable): detections answer 503 and "
+        "/readyz 503 until it does; 1 use case(s) from "
+    )
+
+
+def test_the_first_successful_check_logs_ready_once(make_app, caplog):
+    """The readiness log turns "ready" at the first check that succeeds, and says it once."""
+    from connector.service.readiness import ElasticsearchCheck, ReadinessLog
+
+    readiness = ReadinessLog("2 use case(s)")
+    with caplog.at_level("INFO", logger="connector.service.readiness"):
+        readiness.observe(ElasticsearchCheck.UNREACHABLE, es_url="http://es:9200")
+        readiness.observe(ElasticsearchCheck.UNAUTHORIZED, es_url="http://es:9200")
+        readiness.observe(ElasticsearchCheck.OK, es_url="http://es:9200")
+        readiness.observe(ElasticsearchCheck.OK, es_url="http://es:9200")
+    assert [record.getMessage() for record in caplog.records] == [
+        "waiting for Elasticsearch at http://es:9200 (unreachable): detections answer 503 and /readyz 503 "
+        "until it does; 2 use case(s)",
+        "service ready: Elasticsearch at http://es:9200 accepts the connector's credentials; 2 use case(s)",
+    ]
