@@ -29,7 +29,7 @@ from connector.rarechild_engine import (
     run_rarechild,
 )
 from connector.sources import EventSource
-from connector.sources.elasticsearch import ElasticsearchSource, TimeBudget
+from connector.sources.elasticsearch import COMPOSITE_PAGE_SIZE, ElasticsearchSource, TimeBudget
 from connector.sources.ndjson import NdjsonSource, Progress
 from connector.timerange import TimeWindow, isoformat_z
 
@@ -235,6 +235,7 @@ def detect_in_elasticsearch(
     results_index: str = DEFAULT_RESULTS_INDEX,
     max_outliers: int | None = None,
     budget: TimeBudget | None = None,
+    composite_page_size: int = COMPOSITE_PAGE_SIZE,
 ) -> ElasticsearchDetection | RareChildDetection:
     """Run ``use_case`` over ``index`` for ``time_range`` and write the outliers back.
 
@@ -260,6 +261,7 @@ def detect_in_elasticsearch(
             results_index=results_index,
             max_outliers=max_outliers,
             budget=budget,
+            composite_page_size=composite_page_size,
         )
     began = time.monotonic()
     counted_from = min(baseline_start, time_range.start) if baseline_start else time_range.start
@@ -270,6 +272,7 @@ def detect_in_elasticsearch(
         end=time_range.end,
         host_field=use_case.host_field,
         budget=budget,
+        composite_page_size=composite_page_size,
     )
     result = run(source, use_case)
     in_range = result.outliers

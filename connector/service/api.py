@@ -87,6 +87,7 @@ def detect() -> Response:
         results_index=settings.results_index,
         max_outliers=int(body.get("max_outliers", 1000)),
         budget=budget,
+        composite_page_size=settings.composite_page_size,
     )
     response_body = result.to_response()
     response_body["request_id"] = g.request_id

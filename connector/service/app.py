@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         "service ready: %d use case(s) from %s, Elasticsearch %s, allowed indices %s",
         len(catalog.use_cases),
         ", ".join(settings.use_case_paths),
-        settings.es_url,
+        ", ".join(settings.es_urls),
         ", ".join(settings.allowed_indices),
     )
     return app
