@@ -735,6 +735,18 @@ class RunningNode:
         return start_node(self.workdir, port=self.port, timeout_s=timeout_s, run_dir=self.run_dir,
                           secure=self.security is not None, cluster=self.cluster)  # fmt: skip
 
+    def kill(self, timeout_s: float = 10.0) -> None:
+        """SIGKILL every JVM of the node (a crash: no graceful shutdown) and wait until they are gone.
+
+        The files stay, so :meth:`restart` brings the node back on the same data.
+        """
+        self._signal_all(signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        while self.live_pids():
+            if time.monotonic() > deadline:
+                raise NodeError(f"Elasticsearch pid(s) {sorted(self.live_pids())} survived SIGKILL")
+            time.sleep(0.1)
+
     def pause(self) -> None:
         """SIGSTOP every JVM of the node: it keeps its sockets open but answers nothing (a hung node)."""
         self._signal_all(signal.SIGSTOP)

@@ -17,12 +17,15 @@ at once as an :class:`~elasticsearch.ApiError`, so it is neither retried nor hel
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from elastic_transport import Urllib3HttpNode
 from elasticsearch import ApiError
+
+log = logging.getLogger(__name__)
 
 #: Error types Elasticsearch uses for a shard with no active copy.
 _UNAVAILABLE_TYPES = frozenset({"no_shard_available_action_exception"})
@@ -99,7 +102,15 @@ class ShardAwareNode(Urllib3HttpNode):
             body = json.loads(response.body)
         except ValueError:
             return response
-        if unavailable_shards(body) is None:
+        shards = unavailable_shards(body)
+        if shards is None:
             return response
+        log.warning(
+            "Elasticsearch at %s answered 503 for %s: shards without an active copy %s; not retried, "
+            "the node stays in the pool",
+            self.base_url,
+            args[1] if len(args) > 1 else kwargs.get("target", "?"),
+            shards,
+        )
         error = body["error"]
         raise ApiError(message=str(error.get("type") or "unavailable_shards"), meta=response.meta, body=body)
