@@ -150,12 +150,14 @@ class ElasticsearchUnavailableError(ConnectorError):
 class IndexUnavailableError(ConnectorError):
     """Some shards of the searched indices have no active copy (a red index), so any count would miss
     their events: the detection is refused. Elasticsearch itself answered, so no node is at fault and the
-    request is not retried; ``details`` names the missing shards (``{"index", "shard"}``). It takes an
-    operator (bring the nodes holding them back, or restore them), so there is no ``Retry-After``."""
+    request is not retried; ``details`` names the missing shards (``{"index", "shard"}``). A restarting
+    node brings its shards back, so like every 503 it carries a ``Retry-After``; a lost one needs an
+    operator (bring the nodes holding them back, or restore the shards), as the message says."""
 
     code = "index_unavailable"
     status = 503
     exit_code = 1
+    retry_after_seconds = 60
 
 
 class ElasticsearchTlsError(ConnectorError):

@@ -26,7 +26,8 @@ _DETECT_ERRORS = {
     "422": "Elasticsearch rejected the query or a configured field cannot be aggregated.",
     "500": _COMMON_ERRORS["500"],
     "502": "Elasticsearch refused the connector's own credentials.",
-    "503": "Elasticsearch is unreachable; retry after Retry-After seconds.",
+    "503": "Elasticsearch is unreachable, or an index to read has unavailable shards (index_unavailable, "
+    "a red index); retry after Retry-After seconds.",
     "504": "Elasticsearch did not answer in time.",
 }
 

@@ -384,7 +384,7 @@ def test_a_red_index_is_refused_naming_its_missing_shards(
     service: RunningService, first_node_stopped: None
 ) -> None:
     """Over HTTP: 503 index_unavailable (not elasticsearch_unavailable) with the missing shards in
-    details and the message, and what to do; no Retry-After (waiting alone brings no shard back). Over
+    details and the message, and what to do; Retry-After 60, as every 503 of the API carries one. Over
     a pattern whose other index is healthy the shards are named one by one; over the red index alone,
     Elasticsearch only says that it has no active shard at all."""
     result = service.call(
@@ -399,7 +399,7 @@ def test_a_red_index_is_refused_naming_its_missing_shards(
     assert error["details"] == [{"index": RED_INDEX, "shard": 0}, {"index": RED_INDEX, "shard": 1}]
     assert f"[{RED_INDEX}][0], [{RED_INDEX}][1]" in error["message"]
     assert "Bring back the node(s)" in error["message"]
-    assert result.headers.get("Retry-After") is None
+    assert result.headers.get("Retry-After") == "60"
     status, body, _ = _detect(service, RED_INDEX)
     assert status == 503 and body["error"]["code"] == "index_unavailable", body
     assert body["error"]["details"] == [{"index": RED_INDEX}]

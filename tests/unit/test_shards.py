@@ -96,7 +96,7 @@ def test_a_red_index_becomes_its_own_error_naming_the_shards_and_what_to_do() ->
     """Pins the refusal: code index_unavailable, the shards in message and details, the fix."""
     error = translate_api_error(_api_error(503, REJECTED))
     assert isinstance(error, IndexUnavailableError)
-    assert error.code == "index_unavailable" and error.status == 503
+    assert error.code == "index_unavailable" and error.status == 503 and error.retry_after_seconds == 60
     assert error.details == [{"index": "red1", "shard": 0}, {"index": "red1", "shard": 1}]
     assert "[red1][0], [red1][1]" in error.message
     assert "Bring back the node(s)" in error.message and "_cluster/allocation/explain" in error.message
