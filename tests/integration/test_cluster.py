@@ -429,3 +429,19 @@ def test_a_red_index_costs_one_request_retries_nothing_and_marks_no_node_dead(
         assert raised.value.details == [{"index": RED_INDEX, "shard": 0}, {"index": RED_INDEX, "shard": 1}]
     finally:
         client.close()
+
+
+def test_sniffing_finds_the_nodes_that_were_not_configured(
+    cluster: es_node.RunningCluster, first_node_stopped: None
+) -> None:
+    """CONNECTOR_ES_SNIFF=true with only node 1 configured: after the first request the client's pool
+    also holds node 2 (a live node it learnt from the cluster), and not node 0, which is down."""
+    environment = {"CONNECTOR_ES_URL": cluster.urls[1], "CONNECTOR_ES_SNIFF": "true"}
+    connection = ElasticsearchConnection.from_env(environment)
+    client = connection.client()
+    try:
+        assert client.count(index=SAMPLE_INDEX)["count"] == 5280
+        pool = {f"http://{node.config.host}:{node.config.port}" for node in client.transport.node_pool.all()}
+        assert pool == {cluster.urls[1], cluster.urls[2]}, pool
+    finally:
+        client.close()
