@@ -84,8 +84,9 @@ def main(verbose: int) -> None:
 @click.option(
     "--es-url",
     "es_url",
-    metavar="URL",
-    help="Detect over Elasticsearch instead of a file (credentials: CONNECTOR_ES_* variables).",
+    metavar="URL[,URL...]",
+    help="Detect over Elasticsearch instead of a file; several nodes of one cluster separated by ',' "
+    "(credentials: CONNECTOR_ES_* variables).",
 )
 @click.option(
     "--index",
@@ -302,7 +303,7 @@ def serve(bind: str | None, workers: str | None) -> None:
     help="NDJSON file of hits or event documents (e.g. examples/sample-events.ndjson).",
 )
 @click.option("--index", required=True, metavar="NAME", help="Index to load them into.")
-@click.option("--es-url", "es_url", metavar="URL", help="Default: CONNECTOR_ES_URL.")
+@click.option("--es-url", "es_url", metavar="URL[,URL...]", help="Default: CONNECTOR_ES_URL.")
 def load(events_path: Path, index: str, es_url: str | None) -> None:
     """Index an NDJSON events file into Elasticsearch (ids kept), e.g. to try the service on the sample."""
     try:
@@ -346,7 +347,7 @@ def setup() -> None:
     show_default=True,
     help="The results index the template is for.",
 )
-@click.option("--es-url", "es_url", metavar="URL", help="Default: CONNECTOR_ES_URL.")
+@click.option("--es-url", "es_url", metavar="URL[,URL...]", help="Default: CONNECTOR_ES_URL.")
 def setup_template(results_index: str, es_url: str | None) -> None:
     """Install the results index template (needs the manage_index_templates privilege)."""
     try:
@@ -367,10 +368,9 @@ def _elasticsearch(es_url: str | None) -> Iterator[Elasticsearch]:
     try:
         yield client
     except (ElasticsearchUnavailableError, ElasticsearchTimeoutError, ElasticsearchTlsError) as error:
-        # Name the node: the command line has one, set by --es-url or CONNECTOR_ES_URL (never credentials).
-        error.message = (
-            f"{error.message} (Elasticsearch at {connection.url}, from --es-url or CONNECTOR_ES_URL)"
-        )
+        # Name the nodes, as set by --es-url or CONNECTOR_ES_URL (URLs never hold credentials).
+        nodes = ", ".join(connection.urls)
+        error.message = f"{error.message} (Elasticsearch at {nodes}, from --es-url or CONNECTOR_ES_URL)"
         raise
     finally:
         client.close()

@@ -29,7 +29,7 @@ from connector.rarechild_engine import (
     run_rarechild,
 )
 from connector.sources import EventSource
-from connector.sources.elasticsearch import ElasticsearchSource, TimeBudget
+from connector.sources.elasticsearch import COMPOSITE_PAGE_SIZE, ElasticsearchSource, TimeBudget
 from connector.sources.ndjson import NdjsonSource, Progress
 from connector.timerange import TimeWindow, isoformat_z
 
@@ -238,6 +238,7 @@ def detect_in_elasticsearch(
     max_outliers: int | None = None,
     budget: TimeBudget | None = None,
     allowed_indices: tuple[str, ...] | None = None,
+    composite_page_size: int = COMPOSITE_PAGE_SIZE,
 ) -> ElasticsearchDetection | RareChildDetection:
     """Run ``use_case`` over ``index`` for ``time_range`` and write the outliers back.
 
@@ -266,6 +267,7 @@ def detect_in_elasticsearch(
             max_outliers=max_outliers,
             budget=budget,
             allowed_indices=allowed_indices,
+            composite_page_size=composite_page_size,
         )
     began = time.monotonic()
     counted_from = min(baseline_start, time_range.start) if baseline_start else time_range.start
@@ -277,6 +279,7 @@ def detect_in_elasticsearch(
         host_field=use_case.host_field,
         budget=budget,
         allowed_indices=allowed_indices,
+        composite_page_size=composite_page_size,
     )
     result = run(source, use_case)
     hint = source.empty_range_hint(use_case) if result.events_analyzed == 0 else None

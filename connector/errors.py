@@ -147,6 +147,19 @@ class ElasticsearchUnavailableError(ConnectorError):
     retry_after_seconds = 30
 
 
+class IndexUnavailableError(ConnectorError):
+    """Some shards of the searched indices have no active copy (a red index), so any count would miss
+    their events: the detection is refused. Elasticsearch itself answered, so no node is at fault and the
+    request is not retried; ``details`` names the missing shards (``{"index", "shard"}``). A restarting
+    node brings its shards back, so like every 503 it carries a ``Retry-After``; a lost one needs an
+    operator (bring the nodes holding them back, or restore the shards), as the message says."""
+
+    code = "index_unavailable"
+    status = 503
+    exit_code = 1
+    retry_after_seconds = 60
+
+
 class ElasticsearchTlsError(ConnectorError):
     """Elasticsearch's certificate failed verification: a setting to fix, so no ``Retry-After``."""
 

@@ -39,7 +39,7 @@ from connector.model.rarechild import (
     score_pairs,
     text_at,
 )
-from connector.sources.elasticsearch import ElasticsearchSource, TimeBudget
+from connector.sources.elasticsearch import COMPOSITE_PAGE_SIZE, ElasticsearchSource, TimeBudget
 from connector.timerange import TimeWindow, isoformat_z
 
 log = logging.getLogger(__name__)
@@ -258,6 +258,7 @@ def detect_rarechild_in_elasticsearch(
     max_outliers: int | None = None,
     budget: TimeBudget | None = None,
     allowed_indices: tuple[str, ...] | None = None,
+    composite_page_size: int = COMPOSITE_PAGE_SIZE,
 ) -> RareChildDetection:
     """Run a rarechild use case over ``index`` for ``time_range`` and write its alerts back.
 
@@ -283,6 +284,7 @@ def detect_rarechild_in_elasticsearch(
         host_field=use_case.host_field,
         budget=budget,
         allowed_indices=allowed_indices,
+        composite_page_size=composite_page_size,
     )
     range_start = time_range.start if baseline_start is not None else None
     label = ""

@@ -42,6 +42,12 @@ WORKER_TIMEOUT_MARGIN_SECONDS = 30
 # the bulk helper already retries 429s with a backoff.
 ES_MAX_RETRIES = 3
 ES_RETRY_ON_STATUS = (502, 503)
+# With CONNECTOR_ES_SNIFF the client asks the cluster for its nodes at most this often (before a request),
+# and again whenever a node fails.
+ES_SNIFF_INTERVAL_SECONDS = 60.0
+# Composite aggregation page (CONNECTOR_ES_COMPOSITE_PAGE_SIZE): big pages, because each page re-runs the
+# query. The default is also the largest allowed; smaller pages only make a detection send more requests.
+DEFAULT_COMPOSITE_PAGE_SIZE = 10_000
 MIN_TOKEN_LENGTH = 16
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -108,7 +114,7 @@ class Secret:
 class Settings:
     """Everything the service needs from its deployment; build it with :meth:`from_env`."""
 
-    es_url: str
+    es_urls: tuple[str, ...]
     use_case_paths: tuple[str, ...]
     es_api_key: Secret | None = None
     es_username: str | None = None
@@ -116,6 +122,8 @@ class Settings:
     es_ca_certs: str | None = None
     es_verify_certs: bool = True
     es_timeout_seconds: float = DEFAULT_ES_TIMEOUT_SECONDS
+    es_sniff: bool = False
+    composite_page_size: int = DEFAULT_COMPOSITE_PAGE_SIZE
     detect_timeout_seconds: float = DEFAULT_DETECT_TIMEOUT_SECONDS
     global_config_path: str | None = None
     api_tokens: tuple[Secret, ...] = ()
@@ -145,7 +153,6 @@ class Settings:
         env = _Environment(environ)
 
         connection = ElasticsearchConnection.from_env(environ)
-        es_url = connection.url
         es_api_key, es_username, es_password = connection.api_key, connection.username, connection.password
         es_ca_certs = connection.ca_certs
 
@@ -194,13 +201,20 @@ class Settings:
             raise _error("CONNECTOR_LOG_LEVEL", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
 
         return cls(
-            es_url=es_url,
+            es_urls=connection.urls,
             es_api_key=es_api_key,
             es_username=es_username,
             es_password=es_password,
             es_ca_certs=es_ca_certs,
             es_verify_certs=connection.verify_certs,
             es_timeout_seconds=connection.timeout_seconds,
+            es_sniff=connection.sniff,
+            composite_page_size=env.integer(
+                "CONNECTOR_ES_COMPOSITE_PAGE_SIZE",
+                default=DEFAULT_COMPOSITE_PAGE_SIZE,
+                minimum=1,
+                maximum=DEFAULT_COMPOSITE_PAGE_SIZE,
+            ),
             detect_timeout_seconds=detect_timeout_seconds,
             use_case_paths=use_case_paths,
             global_config_path=env.text("CONNECTOR_GLOBAL_CONFIG"),
@@ -223,27 +237,33 @@ class Settings:
     def es_client(self) -> Elasticsearch:
         """A new Elasticsearch 8.x client for these settings (see :meth:`ElasticsearchConnection.client`)."""
         return ElasticsearchConnection(
-            url=self.es_url,
+            urls=self.es_urls,
             api_key=self.es_api_key,
             username=self.es_username,
             password=self.es_password,
             ca_certs=self.es_ca_certs,
             verify_certs=self.es_verify_certs,
             timeout_seconds=self.es_timeout_seconds,
+            sniff=self.es_sniff,
         ).client()
 
 
 @dataclass(frozen=True, kw_only=True)
 class ElasticsearchConnection:
-    """How to reach Elasticsearch: shared by the service and the command line."""
+    """How to reach Elasticsearch: shared by the service and the command line.
 
-    url: str
+    ``urls``: one or more nodes of one cluster; the client spreads requests over them and moves on to the
+    next when one cannot be reached (see :meth:`client`).
+    """
+
+    urls: tuple[str, ...]
     api_key: Secret | None = None
     username: str | None = None
     password: Secret | None = None
     ca_certs: str | None = None
     verify_certs: bool = True
     timeout_seconds: float = DEFAULT_ES_TIMEOUT_SECONDS
+    sniff: bool = False
 
     @classmethod
     def from_env(
@@ -251,13 +271,17 @@ class ElasticsearchConnection:
     ) -> ElasticsearchConnection:
         """The ``CONNECTOR_ES_*`` variables; ``url`` (e.g. from ``--es-url``) wins over CONNECTOR_ES_URL.
 
+        Either may list several nodes of the cluster, separated by ``,``.
+
         :raises ConfigError: naming the variable and what it allows.
         """
         env = _Environment(environ)
         es_url = url or env.required(
-            "CONNECTOR_ES_URL", "the Elasticsearch base URL, e.g. https://es.internal:9200"
+            "CONNECTOR_ES_URL",
+            "the Elasticsearch base URL, e.g. https://es.internal:9200, or several nodes' URLs separated "
+            "by ',' (e.g. https://es1:9200,https://es2:9200)",
         )
-        _check_es_url(es_url)
+        urls = parse_es_urls(es_url)
         api_key = env.secret("CONNECTOR_ES_API_KEY")
         username = env.text("CONNECTOR_ES_USERNAME")
         password = env.secret("CONNECTOR_ES_PASSWORD")
@@ -273,10 +297,10 @@ class ElasticsearchConnection:
         if ca_certs is not None:
             if not Path(ca_certs).is_file():
                 raise _error("CONNECTOR_ES_CA_CERTS", f"{ca_certs!r} is not a file; give a PEM CA bundle")
-            if not es_url.lower().startswith("https://"):
+            if not urls[0].lower().startswith("https://"):
                 raise _error("CONNECTOR_ES_CA_CERTS", "a CA certificate needs an https:// CONNECTOR_ES_URL")
         return cls(
-            url=es_url,
+            urls=urls,
             api_key=api_key,
             username=username,
             password=password,
@@ -285,10 +309,20 @@ class ElasticsearchConnection:
             timeout_seconds=env.number(
                 "CONNECTOR_ES_TIMEOUT_SECONDS", default=DEFAULT_ES_TIMEOUT_SECONDS, minimum=1, maximum=3600
             ),
+            sniff=env.boolean("CONNECTOR_ES_SNIFF", default=False),
         )
 
     def client(self) -> Elasticsearch:
         """A new Elasticsearch 8.x client. It connects lazily, on its first request.
+
+        Every URL is a node of the client's pool: requests go round-robin over the live ones, and a node
+        that cannot be reached is marked dead (tried again after a growing timeout) while the request
+        goes on to the next (``ES_MAX_RETRIES`` more attempts). With ``sniff`` the client also asks the
+        cluster for its other nodes (``GET _nodes/_all/http``) every :data:`ES_SNIFF_INTERVAL_SECONDS`
+        and after a node failure, and adds their publish addresses to the pool; that needs those
+        addresses to be reachable from the connector (not behind a proxy or load balancer, not Elastic
+        Cloud). A ``503`` about unavailable shards is not a node failure
+        (:class:`~connector.sources.shards.ShardAwareNode`).
 
         TLS options are passed only for ``https://`` URLs (the client refuses them otherwise);
         certificate verification stays on unless ``CONNECTOR_ES_VERIFY_CERTS=false``. Retries are set
@@ -297,8 +331,17 @@ class ElasticsearchConnection:
         """
         from elasticsearch import Elasticsearch
 
+        from connector.sources.shards import ShardAwareNode
+
+        sniffing: dict[str, object] = {}
+        if self.sniff:
+            sniffing = {
+                "sniff_on_node_failure": True,
+                "min_delay_between_sniffing": ES_SNIFF_INTERVAL_SECONDS,  # also sniffs before requests
+                "sniff_timeout": self.timeout_seconds,
+            }
         tls: dict[str, object] = {}
-        if self.url.lower().startswith("https://"):
+        if self.urls[0].lower().startswith("https://"):
             tls = {"verify_certs": self.verify_certs}
             if self.ca_certs is not None:
                 tls["ca_certs"] = self.ca_certs
@@ -306,13 +349,15 @@ class ElasticsearchConnection:
         if self.username is not None and self.password is not None:
             basic_auth = (self.username, self.password.reveal())
         return Elasticsearch(
-            self.url,
+            list(self.urls),
+            node_class=ShardAwareNode,
             api_key=self.api_key.reveal() if self.api_key is not None else None,
             basic_auth=basic_auth,
             request_timeout=self.timeout_seconds,
             max_retries=ES_MAX_RETRIES,
             retry_on_timeout=False,
             retry_on_status=ES_RETRY_ON_STATUS,
+            **sniffing,  # type: ignore[arg-type]
             **tls,  # type: ignore[arg-type]
         )
 
@@ -396,6 +441,36 @@ def parse_detect_timeout(value: str | None) -> float:
 def worker_timeout_seconds(detect_timeout_seconds: float) -> int:
     """gunicorn's worker ``timeout``: after the detection deadline, so a slow detection gets its 504."""
     return math.ceil(detect_timeout_seconds) + WORKER_TIMEOUT_MARGIN_SECONDS
+
+
+def parse_es_urls(value: str) -> tuple[str, ...]:
+    """``CONNECTOR_ES_URL`` (or ``--es-url``): one URL, or several separated by ``,`` (spaces allowed).
+
+    All must use the same scheme (the client applies one TLS configuration to every node), and each is
+    checked like a single URL; a repeated URL is kept once.
+
+    :raises ConfigError: naming the variable, the URL at fault and what to write instead.
+    """
+    urls: list[str] = []
+    for part in value.split(","):
+        url = part.strip()
+        if not url:
+            raise _error(
+                "CONNECTOR_ES_URL",
+                f"{value!r} has an empty entry; separate the nodes' URLs with single commas, "
+                "e.g. https://es1:9200,https://es2:9200",
+            )
+        _check_es_url(url)
+        if url not in urls:
+            urls.append(url)
+    schemes = {urlsplit(url).scheme.lower() for url in urls}
+    if len(schemes) > 1:
+        raise _error(
+            "CONNECTOR_ES_URL",
+            "mixes http:// and https:// URLs; every node of one cluster is reached the same way, so use "
+            "one scheme for all of them",
+        )
+    return tuple(urls)
 
 
 def _check_es_url(url: str) -> None:

@@ -208,7 +208,7 @@ def _webhook(watch: Mapping[str, Any], source: Path) -> dict[str, Any]:
 @click.option("--watch-id", default=DEFAULT_WATCH_ID, show_default=True, help="Id of the stored watch.")
 @click.option("--inactive", is_flag=True, help="Store the watch deactivated (activate it in Kibana later).")
 @click.option(
-    "--es-url", "es_url", metavar="URL", help="Default: CONNECTOR_ES_URL (credentials: CONNECTOR_ES_*)."
+    "--es-url", "es_url", metavar="URLS", help="Default: CONNECTOR_ES_URL (credentials: CONNECTOR_ES_*)."
 )
 @click.option(
     "--watch-file",

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fetch, start and stop a real single-node Elasticsearch for tests, CI and benchmarks.
+"""Fetch, start and stop real Elasticsearch nodes (one, or a small cluster) for tests, CI and benchmarks.
 
 Why this exists: the connector's queries (composite/terms aggregations, bulk writes, PIT) must be checked
 against a real node, not a fake. Elastic publishes a small "integ-test-zip" distribution (no bundled JDK,
@@ -14,12 +14,15 @@ CLI::
     python scripts/es_node.py start [--port N] [--workdir DIR]   # prints ES_URL=..., leaves the node running
     python scripts/es_node.py start --secure ...   # security + TLS: also prints ES_CA_CERTS, the admin user
                                                    # and the file holding its password (never the password)
-    python scripts/es_node.py stop --workdir DIR
+    python scripts/es_node.py start --nodes 3 ...  # N nodes on loopback forming one cluster (security off);
+                                                   # prints ES_URLS=url1,url2,url3 (and ES_URL, the first)
+    python scripts/es_node.py stop --workdir DIR   # a node or a whole cluster
 
-Environment: ``RCP_ES_VERSION`` (default :data:`DEFAULT_VERSION`), ``RCP_ES_SHA512`` (required for a version
-without a pinned hash), ``RCP_ES_CACHE`` (default ``~/.cache/rare-child-connector/elasticsearch``),
-``ES_JAVA_HOME`` (default: a JDK known to suit the major version), ``RCP_ES_USER`` (the account used when
-running as root, default ``rcp-es``: Elasticsearch refuses to run as root).
+Environment: ``RCP_ES_VERSION`` (default :data:`DEFAULT_VERSION`; the pinned versions are the keys of
+:data:`PINNED_SHA512`), ``RCP_ES_SHA512`` (required for a version without a pinned hash), ``RCP_ES_CACHE``
+(default ``~/.cache/rare-child-connector/elasticsearch``), ``ES_JAVA_HOME`` (default: a JDK known to suit the
+major version: 17 for 8.x, 21 or 25 for 9.x), ``RCP_ES_USER`` (the account used when running as root, default
+``rcp-es``: Elasticsearch refuses to run as root).
 
 Secure nodes also load a tiny test-only plugin, compiled here from ``scripts/es_test_plugin`` with the
 JDK's ``javac`` against the distribution's own jars (:func:`ensure_test_plugin`): the integ-test zip lacks
@@ -46,6 +49,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -59,7 +63,14 @@ DEFAULT_VERSION = "8.19.21"
 PINNED_SHA512: dict[str, str] = {
     "8.19.21": "cf6b0a93860d329937ae7f913ec5073b0c726c77639764b93fc83a304aa1dd9d"
     "4defcfa2849948eea3b0b47c2065f994908603939fc2a4774c9c4d868c5ec1dd",
+    # The newest 9.x Maven Central served on 2026-12-01 (its maven-metadata.xml lists no 9.x at all, yet
+    # the 9.2.4 zip is there). 9.x zips come without .sha1 files, so Maven's own check is lax ("-c");
+    # this hash is the check that counts.
+    "9.2.4": "5da6465950f7d26ca293794ead3d840f0698ce99bb15b5db7d10c19199e3431d"
+    "ba21c83c737f4befa4fc282e12e5f215343a4cb7da52ac85e52b0c488e7b7057",
 }
+#: The 9.x version the second integration pass of ``scripts/test`` selects (``RCP_ES_VERSION``).
+NEWEST_9X = "9.2.4"
 #: JDKs known to run each major version on this project's machines (8.x needs >= 17, 9.x >= 21).
 DEFAULT_JAVA_HOMES: dict[int, tuple[str, ...]] = {
     8: ("/usr/lib/jvm/java-17-openjdk-amd64", "/usr/lib/jvm/java-21-openjdk-amd64"),
@@ -71,6 +82,8 @@ DEFAULT_ES_USER = "rcp-es"
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
 STATE_FILE = "node.json"
+#: What ``start --nodes N`` leaves in its workdir: the node workdirs (``node-0`` ...), for ``stop``.
+CLUSTER_STATE_FILE = "cluster.json"
 #: Superuser of a secure node: the reserved ``elastic`` user, its password the keystore's bootstrap.password.
 ADMIN_USER = "elastic"
 #: Directory of ``run_dir`` holding a secure node's generated CA, node certificate and admin password. It
@@ -179,7 +192,9 @@ def _locked(lock_path: Path) -> Iterator[None]:
 def _download_with_maven(dist: Distribution, out_dir: Path) -> Path:
     mvn = shutil.which("mvn")
     cmd = [
-        "mvn", "-B", "-q", "-C", f"{MAVEN_DEPENDENCY_PLUGIN}:copy",
+        # "-c" (lax checksums): 9.x zips are published without .sha1/.md5 files, which "-C" refuses;
+        # the caller verifies the pinned SHA-512 of what arrives (verify_sha512), a stronger check.
+        "mvn", "-B", "-q", "-c", f"{MAVEN_DEPENDENCY_PLUGIN}:copy",
         f"-Dartifact={dist.maven_artifact}", f"-DoutputDirectory={out_dir}",
     ]  # fmt: skip
     if mvn is None:
@@ -340,7 +355,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def render_config(port: int, data_dir: Path, logs_dir: Path, *, secure: bool = False) -> str:
+def render_config(
+    port: int,
+    data_dir: Path,
+    logs_dir: Path,
+    *,
+    secure: bool = False,
+    cluster: dict[str, str | list[str]] | None = None,
+) -> str:
     """elasticsearch.yml for a disposable loopback node.
 
     Fixed http.port (the default 9200-9300 range silently moves on); security off (also skips the TLS
@@ -351,6 +373,9 @@ def render_config(port: int, data_dir: Path, logs_dir: Path, *, secure: bool = F
     into ``<config>/certs`` (Elasticsearch reads TLS files only from inside its config dir). Setting these
     explicitly also keeps the auto-configuration out. Transport TLS stays off: a single-node loopback
     node only warns about it (the bootstrap checks are not enforced there).
+
+    ``cluster``: the settings of one member of a multi-node cluster (:func:`cluster_member_settings`); they
+    replace ``discovery.type: single-node`` and the node name.
     """
     settings = {
         "cluster.name": CLUSTER_NAME,
@@ -365,9 +390,31 @@ def render_config(port: int, data_dir: Path, logs_dir: Path, *, secure: bool = F
         "action.destructive_requires_name": "false",
         "indices.breaker.total.use_real_memory": "false",
     }
+    if cluster is not None:
+        del settings["discovery.type"]
+        settings.update(cluster)
     if secure:
         settings.update(SECURE_SETTINGS)
     return "".join(f"{key}: {json.dumps(value)}\n" for key, value in settings.items())
+
+
+def cluster_member_settings(
+    index: int, transport_ports: list[int], cluster_name: str
+) -> dict[str, str | list[str]]:
+    """``elasticsearch.yml`` settings of node ``index`` of a loopback cluster over ``transport_ports``.
+
+    Every node is master-eligible and holds data; all are named in ``cluster.initial_master_nodes`` (the
+    first election needs a majority of them) and every transport address is a seed host. Transport
+    binds to loopback, so the production bootstrap checks stay off, as for a single node.
+    """
+    names = [f"rcp-test-node-{i}" for i in range(len(transport_ports))]
+    return {
+        "cluster.name": cluster_name,
+        "node.name": names[index],
+        "transport.port": str(transport_ports[index]),
+        "discovery.seed_hosts": [f"127.0.0.1:{port}" for port in transport_ports],
+        "cluster.initial_master_nodes": names,
+    }
 
 
 #: What a secure node adds to :func:`render_config` (paths relative to the config dir).
@@ -587,12 +634,21 @@ def _pids_using(workdir: Path) -> set[int]:
     }
 
 
-def cluster_health_ok(url: str, timeout_s: float = 10.0, *, security: Security | None = None) -> bool:
-    """True once the node answers health with at least yellow (GET / is 405 on this zip: no rest-root).
+def cluster_health_ok(
+    url: str,
+    timeout_s: float = 10.0,
+    *,
+    security: Security | None = None,
+    status: str = "yellow",
+    nodes: int | None = None,
+) -> bool:
+    """True once the node answers health with at least ``status`` (GET / is 405 on this zip: no rest-root)
+    and, with ``nodes``, that many nodes in the cluster.
 
     A secure node is asked over https, verified against its CA, as the admin (health needs ``monitor``).
     """
-    request = urllib.request.Request(f"{url}/_cluster/health?wait_for_status=yellow&timeout=5s")
+    query = f"wait_for_status={status}&timeout=5s" + (f"&wait_for_nodes={nodes}" if nodes else "")
+    request = urllib.request.Request(f"{url}/_cluster/health?{query}")
     context = None
     if security is not None:
         request.add_header("Authorization", security.basic_auth_header())
@@ -619,6 +675,8 @@ class RunningNode:
     run_dir: Path
     #: Set for a node started with ``secure=True``: its CA and the harness's admin credentials.
     security: Security | None = None
+    #: Set for a member of a multi-node cluster (:func:`start_cluster`): its discovery settings.
+    cluster: dict[str, str | list[str]] | None = None
 
     @property
     def logs_dir(self) -> Path:
@@ -675,7 +733,19 @@ class RunningNode:
     def restart(self, timeout_s: float = START_TIMEOUT_S) -> RunningNode:
         """Start the node again on the same port and data (after ``stop(keep_data=True)``)."""
         return start_node(self.workdir, port=self.port, timeout_s=timeout_s, run_dir=self.run_dir,
-                          secure=self.security is not None)  # fmt: skip
+                          secure=self.security is not None, cluster=self.cluster)  # fmt: skip
+
+    def kill(self, timeout_s: float = 10.0) -> None:
+        """SIGKILL every JVM of the node (a crash: no graceful shutdown) and wait until they are gone.
+
+        The files stay, so :meth:`restart` brings the node back on the same data.
+        """
+        self._signal_all(signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        while self.live_pids():
+            if time.monotonic() > deadline:
+                raise NodeError(f"Elasticsearch pid(s) {sorted(self.live_pids())} survived SIGKILL")
+            time.sleep(0.1)
 
     def pause(self) -> None:
         """SIGSTOP every JVM of the node: it keeps its sockets open but answers nothing (a hung node)."""
@@ -741,7 +811,7 @@ class RunningNode:
     def save(self) -> None:
         """The state ``stop --workdir`` needs; a secure node's password stays in its own 0600 file."""
         state = {"url": self.url, "pid": self.pid, "port": self.port, "run_dir": str(self.run_dir),
-                 "secure": self.security is not None}  # fmt: skip
+                 "secure": self.security is not None, "cluster": self.cluster}  # fmt: skip
         (self.workdir / STATE_FILE).write_text(json.dumps(state) + "\n")
 
     @classmethod
@@ -751,7 +821,8 @@ class RunningNode:
         security = None
         if state.get("secure") and (run_dir / SECURE_DIR / "admin-password").is_file():
             security = Security.load(run_dir / SECURE_DIR)
-        return cls(state["url"], int(state["pid"]), int(state["port"]), workdir, run_dir, security)
+        return cls(state["url"], int(state["pid"]), int(state["port"]), workdir, run_dir, security,
+                   state.get("cluster"))  # fmt: skip
 
 
 def start_node(
@@ -762,6 +833,7 @@ def start_node(
     run_dir: Path | None = None,
     *,
     secure: bool = False,
+    cluster: dict[str, str | list[str]] | None = None,
 ) -> RunningNode:
     """Start a single node with everything (home, config, data, logs, tmp) under ``workdir``; wait for yellow.
 
@@ -777,7 +849,31 @@ def start_node(
     ``secure``: security and HTTP TLS on (:func:`generate_security`; a restart reuses the same CA and
     password), the URL is https, and :attr:`RunningNode.security` has the CA path and admin credentials.
     A secure node also gets the test plugin (:func:`ensure_test_plugin`), so API keys can be created.
+
+    ``cluster``: start one member of a multi-node cluster (:func:`cluster_member_settings`), e.g. to bring
+    a stopped member back; it is healthy once it answers yellow, i.e. has joined an elected master.
     """
+    node, launcher, env, pid_file = _prepare_node(
+        workdir, port, heap_mb, run_dir, secure=secure, cluster=cluster
+    )
+    try:
+        _launch_and_wait(node, launcher, env, pid_file, timeout_s)
+    except BaseException:  # NodeError, but also Ctrl-C: never leave a half-started JVM behind
+        node.stop()
+        raise
+    return node
+
+
+def _prepare_node(
+    workdir: Path,
+    port: int | None,
+    heap_mb: int,
+    run_dir: Path | None,
+    *,
+    secure: bool,
+    cluster: dict[str, str | list[str]] | None,
+) -> tuple[RunningNode, list[str], dict[str, str], Path]:
+    """Lay out a node's files and config (see :func:`start_node`); return it with its launch command."""
     dist = resolve_distribution()
     cached_home = ensure_distribution(dist)
     java_home = default_java_home(dist)
@@ -798,7 +894,7 @@ def start_node(
     if conf.exists():
         shutil.rmtree(conf)
     shutil.copytree(cached_home / "config", conf)
-    (conf / "elasticsearch.yml").write_text(render_config(port, data, logs, secure=secure))
+    (conf / "elasticsearch.yml").write_text(render_config(port, data, logs, secure=secure, cluster=cluster))
     security = None
     if secure:
         secure_dir = run_dir / SECURE_DIR
@@ -832,18 +928,19 @@ def start_node(
 
     scheme = "https" if secure else "http"
     node = RunningNode(f"{scheme}://127.0.0.1:{port}", pid=0, port=port, workdir=workdir, run_dir=run_dir,
-                       security=security)  # fmt: skip
+                       security=security, cluster=cluster)  # fmt: skip
     node.save()  # before launching: `stop --workdir` can then clean up even an interrupted start
-    try:
-        _launch_and_wait(node, launcher, env, pid_file, timeout_s)
-    except BaseException:  # NodeError, but also Ctrl-C: never leave a half-started JVM behind
-        node.stop()
-        raise
-    return node
+    return node, launcher, env, pid_file
 
 
 def _launch_and_wait(
-    node: RunningNode, launcher: list[str], env: dict[str, str], pid_file: Path, timeout_s: float
+    node: RunningNode,
+    launcher: list[str],
+    env: dict[str, str],
+    pid_file: Path,
+    timeout_s: float,
+    *,
+    wait_for_health: bool = True,
 ) -> None:
     started = time.monotonic()
     with (node.run_dir / "launcher.out").open("w") as out:
@@ -861,12 +958,111 @@ def _launch_and_wait(
     if returncode != 0:
         what = "timed out" if returncode is None else f"exited {returncode}"
         raise NodeError(f"Elasticsearch launcher {what}: {' '.join(launcher)}\n{node.log_text()}")
-    while not cluster_health_ok(node.url, security=node.security):
+    while wait_for_health and not cluster_health_ok(node.url, security=node.security):
         if not _pid_alive(node.pid) or time.monotonic() - started > timeout_s:
             raise NodeError(
                 f"Elasticsearch at {node.url} not healthy within {timeout_s:.0f} s\n{node.log_text()}"
             )
         time.sleep(0.5)
+
+
+# --------------------------------------------------------------------------------------------------- cluster
+
+
+@dataclass
+class RunningCluster:
+    """The members of a loopback cluster started by :func:`start_cluster`; :meth:`stop` stops them all."""
+
+    workdir: Path
+    nodes: list[RunningNode]
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def stop(self) -> None:
+        """Stop every member (each is safe to stop twice); raise once all were tried, if one survived."""
+        problems = []
+        for node in self.nodes:
+            try:
+                node.stop()
+            except NodeError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise NodeError("; ".join(problems))
+
+    def save(self) -> None:
+        workdirs = [str(node.workdir) for node in self.nodes]
+        (self.workdir / CLUSTER_STATE_FILE).write_text(json.dumps({"nodes": workdirs}) + "\n")
+
+    @classmethod
+    def load(cls, workdir: Path) -> RunningCluster:
+        state = json.loads((workdir / CLUSTER_STATE_FILE).read_text())
+        return cls(workdir, [RunningNode.load(Path(node)) for node in state["nodes"]])
+
+
+def start_cluster(
+    workdir: Path, nodes: int = 3, heap_mb: int = 512, timeout_s: float = START_TIMEOUT_S
+) -> RunningCluster:
+    """Start ``nodes`` nodes on 127.0.0.1 forming one cluster; return once it is green with all of them.
+
+    Each member is a :func:`start_node` node in ``workdir/node-<i>`` (own ports, data and logs), security
+    off. They are launched together (the first master election needs a majority of them), and the
+    cluster name is unique, so two clusters on one machine never merge. On any failure every member is
+    stopped and :class:`NodeError` carries their logs.
+    """
+    if nodes < 2:
+        raise NodeError(f"a cluster needs at least 2 nodes, not {nodes}; use start_node for one")
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    transport_ports = _distinct_free_ports(nodes)
+    http_ports = _distinct_free_ports(nodes, exclude=set(transport_ports))
+    name = f"{CLUSTER_NAME}-{secrets.token_hex(4)}"
+    cluster = RunningCluster(workdir, [])
+    launches = []
+    try:
+        for i in range(nodes):
+            settings = cluster_member_settings(i, transport_ports, name)
+            prepared = _prepare_node(workdir / f"node-{i}", http_ports[i], heap_mb, None, secure=False,
+                                     cluster=settings)  # fmt: skip
+            cluster.nodes.append(prepared[0])
+            launches.append(prepared)
+        cluster.save()
+        errors: list[BaseException] = []
+
+        def launch(prepared: tuple[RunningNode, list[str], dict[str, str], Path]) -> None:
+            try:
+                _launch_and_wait(*prepared, timeout_s, wait_for_health=False)
+            except BaseException as exc:  # reported by the caller's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=launch, args=(prepared,), daemon=True) for prepared in launches]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        started = time.monotonic()
+        first = cluster.nodes[0]
+        while not cluster_health_ok(first.url, status="green", nodes=nodes):
+            if time.monotonic() - started > timeout_s:
+                logs = "\n".join(node.log_text(4000) for node in cluster.nodes)
+                raise NodeError(f"the {nodes}-node cluster was not green within {timeout_s:.0f} s\n{logs}")
+            time.sleep(0.5)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _distinct_free_ports(count: int, exclude: set[int] | None = None) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports and port not in (exclude or set()):
+            ports.append(port)
+    return ports
 
 
 # --------------------------------------------------------------------------------------------------- CLI
@@ -883,11 +1079,14 @@ def main(argv: list[str] | None = None) -> int:
     start = sub.add_parser("start", help="start a node, wait for health, print ES_URL and leave it running")
     start.add_argument("--port", type=int, default=None, help="HTTP port (default: a free one)")
     start.add_argument("--workdir", type=Path, default=None, help="default: a new /tmp/rcp-es-* directory")
-    start.add_argument("--heap-mb", type=int, default=512)
+    start.add_argument("--heap-mb", type=int, default=512, help="heap of each node (default 512)")
+    start.add_argument(
+        "--nodes", type=int, default=1, help="start N nodes forming one loopback cluster (security off)"
+    )
     start.add_argument(
         "--secure", action="store_true", help="security and HTTP TLS on; also prints the CA and password file"
     )
-    stop = sub.add_parser("stop", help="stop the node started in --workdir (SIGTERM, then SIGKILL)")
+    stop = sub.add_parser("stop", help="stop the node(s) started in --workdir (SIGTERM, then SIGKILL)")
     stop.add_argument("--workdir", type=Path, required=True)
     args = parser.parse_args(argv)
 
@@ -896,6 +1095,17 @@ def main(argv: list[str] | None = None) -> int:
             home = ensure_distribution()
             print(f"ES_HOME={home}")
             print(f"ES_TEST_PLUGIN={ensure_test_plugin(es_home=home)}")
+        elif args.command == "start" and args.nodes > 1:
+            if args.secure or args.port:
+                raise NodeError("--nodes starts an insecure cluster on free ports; drop --secure and --port")
+            workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rcp-es-"))
+            began = time.monotonic()
+            cluster = start_cluster(workdir, nodes=args.nodes, heap_mb=args.heap_mb)
+            print(f"ES_URLS={','.join(cluster.urls)}")
+            print(f"ES_URL={cluster.urls[0]}")
+            print(f"ES_WORKDIR={cluster.workdir}")
+            print(f"# {args.nodes} nodes green after {time.monotonic() - began:.1f} s; stop with: "
+                  f"python {sys.argv[0]} stop --workdir {cluster.workdir}", file=sys.stderr)  # fmt: skip
         elif args.command == "start":
             workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rcp-es-"))
             began = time.monotonic()
@@ -913,6 +1123,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"python {sys.argv[0]} stop --workdir {node.workdir}", file=sys.stderr)  # fmt: skip
         else:
             workdir = args.workdir.resolve()
+            if (workdir / CLUSTER_STATE_FILE).is_file():
+                RunningCluster.load(workdir).stop()
+                print(f"stopped cluster in {workdir}")
+                return 0
             if not (workdir / STATE_FILE).is_file():
                 print(f"no node state in {workdir}; nothing to stop", file=sys.stderr)
                 return 0

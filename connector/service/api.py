@@ -85,6 +85,7 @@ def detect() -> Response:
         max_outliers=int(body.get("max_outliers", 1000)),
         budget=budget,
         allowed_indices=settings.allowed_indices,
+        composite_page_size=settings.composite_page_size,
     )
     response_body = result.to_response()
     response_body["request_id"] = g.request_id
@@ -142,7 +143,7 @@ def readyz() -> tuple[Response, int]:
     """Ready when Elasticsearch answers our credentials and use cases are loaded; reveals nothing else."""
     state = service_state()
     elasticsearch = check_elasticsearch(state.es_client)
-    state.readiness.observe(elasticsearch, es_url=state.settings.es_url)
+    state.readiness.observe(elasticsearch, es_url=", ".join(state.settings.es_urls))
     use_cases = len(state.catalog.use_cases)
     ready = elasticsearch is ElasticsearchCheck.OK and use_cases > 0
     body = {

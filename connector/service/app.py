@@ -89,7 +89,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(service)
     app.register_blueprint(api)
     register_error_handlers(app, challenge=authenticator.challenge, max_body_bytes=settings.max_body_bytes)
-    state.readiness.observe(check_elasticsearch(state.es_client), es_url=settings.es_url)
+    state.readiness.observe(check_elasticsearch(state.es_client), es_url=", ".join(settings.es_urls))
     return app
 
 

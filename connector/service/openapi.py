@@ -27,7 +27,8 @@ _DETECT_ERRORS = {
     "500": _COMMON_ERRORS["500"],
     "501": "The body was sent with a compressing Transfer-Encoding (gzip, deflate, compress).",
     "502": "Elasticsearch refused the connector's own credentials.",
-    "503": "Elasticsearch is unreachable; retry after Retry-After seconds.",
+    "503": "Elasticsearch is unreachable, or an index to read has unavailable shards (index_unavailable, "
+    "a red index); retry after Retry-After seconds.",
     "504": "Elasticsearch did not answer in time.",
 }
 

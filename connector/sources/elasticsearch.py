@@ -30,20 +30,24 @@ from connector.errors import (
     ElasticsearchTlsError,
     ElasticsearchUnavailableError,
     FieldError,
+    IndexUnavailableError,
     QueryRejectedError,
 )
 from connector.explain import Explanation
 from connector.model.fields import event_pairs
 from connector.model.rarechild import GroupCount, PathCount, text_at
 from connector.model.terms import Entry, Pair, PairCounts, entries_of_event
+from connector.settings import DEFAULT_COMPOSITE_PAGE_SIZE
 from connector.sources.scope import IndexScope
+from connector.sources.shards import unavailable_shards
 from connector.timerange import isoformat_z
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-COMPOSITE_PAGE_SIZE = 10_000  # big pages: each page re-runs the query (docs/formats.md §1)
+# Big pages: each page re-runs the query (docs/formats.md §1).
+COMPOSITE_PAGE_SIZE = DEFAULT_COMPOSITE_PAGE_SIZE
 FETCH_PAGE_SIZE = 1_000
 CLAUSES_PER_SEARCH = 500  # candidate-pair clauses per fetch query, well below the clause limit
 PAIRS_PER_EXPLAIN = 200  # filters buckets per explanation request
@@ -782,7 +786,26 @@ def translate_api_error(error: ApiError) -> Exception:
         return QueryRejectedError(
             f"Elasticsearch could not find what the query names: {reason}", details=[{"reason": reason}]
         )
+    if status == 503 and (shards := unavailable_shards(error.body)) is not None:
+        return index_unavailable_error(shards)
     return ElasticsearchUnavailableError(f"Elasticsearch answered {status}: {reason}")
+
+
+def index_unavailable_error(shards: list[dict[str, Any]]) -> IndexUnavailableError:
+    """Refusing a detection over indices with unavailable shards (see :mod:`connector.sources.shards`)."""
+    names = [
+        f"[{shard['index']}][{shard['shard']}]" if "shard" in shard else f"[{shard['index']}] (every shard)"
+        for shard in shards
+    ]
+    listed = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+    which = f"these shards have no active copy: {listed}" if names else "some shards have no active copy"
+    return IndexUnavailableError(
+        f"Elasticsearch cannot search all of the requested data: {which} (a red index). The detection is "
+        "refused rather than counted from part of the events. Bring back the node(s) holding these "
+        "shards, or restore them from a snapshot (GET _cluster/allocation/explain says why a shard is "
+        "unassigned), then retry.",
+        details=shards,
+    )
 
 
 def elasticsearch_reason(error: ApiError) -> str:

@@ -344,7 +344,7 @@ def test_connector_environment_builds_valid_settings(compose, tmp_path):
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     environment["CONNECTOR_ES_CA_CERTS"] = str(ca)
     settings = Settings.from_env(environment)
-    assert settings.es_url.startswith("https://")
+    assert all(url.startswith("https://") for url in settings.es_urls)
     assert settings.es_username == "rare-child-connector" and settings.es_api_key is None
     assert settings.has_service_credentials
     setup = {

@@ -100,6 +100,36 @@ def test_render_config_is_a_loopback_single_node_without_security(tmp_path: Path
     }
 
 
+def test_render_config_of_a_cluster_member_replaces_single_node_discovery(tmp_path: Path) -> None:
+    """Pins a multi-node member's config: no single-node discovery, its own name and transport port, every
+    member a seed host and an initial master, loopback only, the cluster's (unique) name."""
+    member = es_node.cluster_member_settings(1, [9301, 9302, 9303], "rcp-test-abc")
+    text = es_node.render_config(9251, tmp_path / "data", tmp_path / "logs", cluster=member)
+    settings = dict(line.split(": ", 1) for line in text.splitlines())
+    assert "discovery.type" not in settings
+    assert settings["cluster.name"] == '"rcp-test-abc"'
+    assert settings["node.name"] == '"rcp-test-node-1"'
+    assert settings["transport.port"] == '"9302"'
+    assert settings["network.host"] == '"127.0.0.1"'
+    assert settings["discovery.seed_hosts"] == '["127.0.0.1:9301", "127.0.0.1:9302", "127.0.0.1:9303"]'
+    masters = '["rcp-test-node-0", "rcp-test-node-1", "rcp-test-node-2"]'
+    assert settings["cluster.initial_master_nodes"] == masters
+
+
+def test_a_cluster_needs_two_nodes(tmp_path: Path) -> None:
+    """Pins that start_cluster refuses a one-node "cluster" before touching anything."""
+    with pytest.raises(es_node.NodeError, match="at least 2 nodes"):
+        es_node.start_cluster(tmp_path, nodes=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_newest_9x_is_pinned_and_gets_a_9x_jdk() -> None:
+    """Pins the 9.x distribution the second integration pass selects: a pinned hash, JDK 21+ candidates."""
+    dist = es_node.resolve_distribution({"RCP_ES_VERSION": es_node.NEWEST_9X})
+    assert dist.major == 9 and len(dist.sha512) == 128
+    assert all("17" not in home for home in es_node.DEFAULT_JAVA_HOMES[9])
+
+
 def test_es_java_home_wins(tmp_path: Path) -> None:
     """Pins that ES_JAVA_HOME (the only variable the zip's launcher honours) overrides the defaults."""
     dist = es_node.resolve_distribution({})

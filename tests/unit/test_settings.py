@@ -27,7 +27,7 @@ def test_minimal_environment_gives_the_documented_defaults():
     """Only URL, use cases and a token set: every other setting has its documented default."""
     settings = Settings.from_env(_env())
     assert settings == Settings(
-        es_url="http://127.0.0.1:9200",
+        es_urls=("http://127.0.0.1:9200",),
         use_case_paths=("/etc/rcp/rare.ini",),
         api_tokens=(Secret(TOKEN),),
         es_api_key=None,
@@ -72,7 +72,7 @@ def test_every_variable_is_read(tmp_path: Path):
             "CONNECTOR_LOG_LEVEL": "debug",
         }
     )
-    assert settings.es_url == "https://es.internal:9243"
+    assert settings.es_urls == ("https://es.internal:9243",)
     assert settings.es_username == "rcp"
     assert settings.es_password == Secret("es-secret")
     assert settings.es_ca_certs == str(ca)
@@ -106,6 +106,12 @@ def test_empty_variables_count_as_unset():
         ({"CONNECTOR_ES_URL": "https://u:p@es.internal"}, "CONNECTOR_ES_URL", "must not contain credentials"),
         ({"CONNECTOR_ES_URL": "http://es:99999"}, "CONNECTOR_ES_URL", "is not a URL"),
         ({"CONNECTOR_ES_URL": "http://es:9200/?x=1"}, "CONNECTOR_ES_URL", "query string"),
+        ({"CONNECTOR_ES_URL": "http://es1:9200,,http://es2:9200"}, "CONNECTOR_ES_URL", "empty entry"),
+        ({"CONNECTOR_ES_URL": "http://es1:9200,es2:9200"}, "CONNECTOR_ES_URL", "'es2:9200' is not an http"),
+        ({"CONNECTOR_ES_URL": "http://es1:9200,https://es2:9200"}, "CONNECTOR_ES_URL", "one scheme"),
+        ({"CONNECTOR_ES_SNIFF": "often"}, "CONNECTOR_ES_SNIFF", "use true/false"),
+        ({"CONNECTOR_ES_COMPOSITE_PAGE_SIZE": "0"}, "CONNECTOR_ES_COMPOSITE_PAGE_SIZE", "use 1..10000"),
+        ({"CONNECTOR_ES_COMPOSITE_PAGE_SIZE": "20000"}, "CONNECTOR_ES_COMPOSITE_PAGE_SIZE", "use 1..10000"),
         ({"CONNECTOR_USE_CASES": " , "}, "CONNECTOR_USE_CASES", "required"),
         ({"CONNECTOR_ES_VERIFY_CERTS": "maybe"}, "CONNECTOR_ES_VERIFY_CERTS", "use true/false"),
         ({"CONNECTOR_ES_TIMEOUT_SECONDS": "soon"}, "CONNECTOR_ES_TIMEOUT_SECONDS", "not a number"),
@@ -148,6 +154,12 @@ def test_empty_variables_count_as_unset():
         "url-with-credentials",
         "url-bad-port",
         "url-query",
+        "urls-empty-entry",
+        "urls-one-bad",
+        "urls-mixed-schemes",
+        "sniff-not-bool",
+        "page-size-zero",
+        "page-size-too-big",
         "use-cases-blank",
         "verify-certs-not-bool",
         "timeout-not-number",
@@ -289,5 +301,43 @@ def test_es_client_with_api_key_and_verification_off(tmp_path: Path):
         assert node.config.verify_certs is False
         assert node.config.ca_certs == str(ca)
         assert client._headers["authorization"] == "ApiKey ZXhhbXBsZTprZXk="
+    finally:
+        client.close()
+
+
+def test_several_es_urls_become_the_client_node_pool():
+    """A comma list in CONNECTOR_ES_URL (spaces allowed, a repeat kept once) gives the client one node per
+    URL, all with the shard-aware node class; sniffing stays off unless CONNECTOR_ES_SNIFF is true."""
+    from connector.sources.shards import ShardAwareNode
+
+    settings = Settings.from_env(
+        _env(CONNECTOR_ES_URL=" http://es1:9200, http://es2:9201 ,http://es3:9202,http://es1:9200")
+    )
+    assert settings.es_urls == ("http://es1:9200", "http://es2:9201", "http://es3:9202")
+    client = settings.es_client()
+    try:
+        nodes = client.transport.node_pool.all()
+        assert sorted((node.config.host, node.config.port) for node in nodes) == [
+            ("es1", 9200), ("es2", 9201), ("es3", 9202)
+        ]  # fmt: skip
+        assert all(isinstance(node, ShardAwareNode) for node in nodes)
+        assert client.transport._sniff_on_node_failure is False
+        assert client.transport._sniff_before_requests is False
+    finally:
+        client.close()
+
+
+def test_sniffing_and_the_composite_page_size_are_settings():
+    """CONNECTOR_ES_SNIFF=true turns on sniffing on node failure and before requests (at most every
+    minute), never at start-up (the service must start while Elasticsearch is down);
+    CONNECTOR_ES_COMPOSITE_PAGE_SIZE sets the page size (default 10000)."""
+    assert Settings.from_env(_env()).composite_page_size == 10_000
+    settings = Settings.from_env(_env(CONNECTOR_ES_SNIFF="true", CONNECTOR_ES_COMPOSITE_PAGE_SIZE="7"))
+    assert settings.es_sniff is True and settings.composite_page_size == 7
+    client = settings.es_client()
+    try:
+        assert client.transport._sniff_on_node_failure is True
+        assert client.transport._sniff_before_requests is True
+        assert client.transport._sniff_on_start is False
     finally:
         client.close()
