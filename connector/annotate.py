@@ -175,16 +175,7 @@ def results_document(use_case: UseCase, outlier: Outlier, explanation: Explanati
     (``[{"term", "count"}]``). The random ``non_outlier_values_sample`` of ee-outliers is left out.
     """
     source = outlier.hit.get("_source") or {}
-    document = copy.deepcopy(dict(source))
-    if "@timestamp" not in document and use_case.timestamp_field != DEFAULT_TIMESTAMP_FIELD:
-        event_time = lookup(source, use_case.timestamp_field)
-        if event_time is not ABSENT and event_time is not None:
-            document["@timestamp"] = copy.deepcopy(event_time)
-    tags = []
-    for tag in [*_as_list(source.get("tags")), OUTLIER_TAG]:
-        if tag not in tags:
-            tags.append(tag)
-    document["tags"] = tags
+    document = _tagged_event_copy(use_case, source)
 
     outliers = _record(use_case, outlier)
     outliers.update(
@@ -226,16 +217,7 @@ def alert_document(
     first and last time, the texts, and the source event's index and id.
     """
     source = first_hit.get("_source") or {}
-    document = copy.deepcopy(dict(source))
-    if "@timestamp" not in document and use_case.timestamp_field != DEFAULT_TIMESTAMP_FIELD:
-        event_time = lookup(source, use_case.timestamp_field)
-        if event_time is not ABSENT and event_time is not None:
-            document["@timestamp"] = copy.deepcopy(event_time)
-    tags = []
-    for tag in [*_as_list(source.get("tags")), OUTLIER_TAG]:
-        if tag not in tags:
-            tags.append(tag)
-    document["tags"] = tags
+    document = _tagged_event_copy(use_case, source)
     outliers: dict[str, Any] = dict(use_case.extra_options)
     assets = asset_values(use_case, source)
     if assets:
@@ -250,6 +232,21 @@ def alert_document(
         **{key: copy.deepcopy(value) for key, value in record.items() if key not in ("_id", "_index")},
     )
     document["outliers"] = outliers
+    return document
+
+
+def _tagged_event_copy(use_case: UseCase | RareChildUseCase, source: Mapping[str, Any]) -> dict[str, Any]:
+    """The event's copy: tagged ``outlier``, with ``@timestamp`` from ``timestamp_field`` when it has none."""
+    document = copy.deepcopy(dict(source))
+    if "@timestamp" not in document and use_case.timestamp_field != DEFAULT_TIMESTAMP_FIELD:
+        event_time = lookup(source, use_case.timestamp_field)
+        if event_time is not ABSENT and event_time is not None:
+            document["@timestamp"] = copy.deepcopy(event_time)
+    tags = []
+    for tag in [*_as_list(source.get("tags")), OUTLIER_TAG]:
+        if tag not in tags:
+            tags.append(tag)
+    document["tags"] = tags
     return document
 
 

@@ -19,7 +19,7 @@ from elasticsearch import Elasticsearch
 from connector.annotate import AnnotateMode, WriteReport, write_outliers
 from connector.config import AnyUseCase, RareChildUseCase, UseCase, load_use_case
 from connector.explain import EVENT_FIELDS, Explanation
-from connector.model.fields import ABSENT, lookup
+from connector.model.fields import text_at
 from connector.model.outlier import Outlier
 from connector.model.terms import Pair, PairCounts, TermsEvaluation
 from connector.rarechild_engine import (
@@ -203,8 +203,8 @@ class ElasticsearchDetection:
         return {
             "_id": outlier.document_id,
             "_index": outlier.index,
-            "@timestamp": _text_or_none(lookup(source, use_case.timestamp_field)),
-            "host": _text_or_none(lookup(source, use_case.host_field)),
+            "@timestamp": text_at(source, use_case.timestamp_field),
+            "host": text_at(source, use_case.host_field),
             "aggregator": observation.aggregator,
             "term": observation.term,
             "term_count": observation.term_count,
@@ -221,7 +221,7 @@ class ElasticsearchDetection:
             "type": list(outlier.outlier_type),
             "reason": list(outlier.reason),
             "summary": outlier.summary,
-            "event": {key: _text_or_none(lookup(source, path)) for key, path in EVENT_FIELDS.items()},
+            "event": {key: text_at(source, path) for key, path in EVENT_FIELDS.items()},
         }
 
 
@@ -338,9 +338,3 @@ def _pair(outlier: Outlier) -> Pair:
 def _sort_millis(hit: Mapping[str, Any]) -> int:
     sort = hit.get("sort") or [0]
     return int(sort[0])
-
-
-def _text_or_none(value: Any) -> str | None:
-    if value is ABSENT or value is None or isinstance(value, Mapping | list):
-        return None
-    return str(value)

@@ -27,6 +27,7 @@ from connector.config import RareChildUseCase
 from connector.errors import RequestValidationError
 from connector.explain import EVENT_FIELDS
 from connector.knowledge import load_knowledge
+from connector.model.fields import text_at
 from connector.model.rarechild import (
     Alert,
     Candidate,
@@ -37,7 +38,6 @@ from connector.model.rarechild import (
     ScoringSettings,
     build_alert,
     score_pairs,
-    text_at,
 )
 from connector.sources.elasticsearch import COMPOSITE_PAGE_SIZE, ElasticsearchSource, TimeBudget
 from connector.timerange import TimeWindow, isoformat_z

@@ -89,3 +89,11 @@ def event_pairs(
     if aggregators is None:
         return None
     return [(aggregator_value, term) for term in terms for aggregator_value in aggregators]
+
+
+def text_at(source: Any, path: str) -> str | None:
+    """A field's value as text for answers and alerts; None when absent, null, an object or an array."""
+    value = lookup(source, path)
+    if value is ABSENT or value is None or isinstance(value, Mapping | list):
+        return None
+    return str(value)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.config import RareChildUseCase
-from connector.model.fields import ABSENT, lookup
+from connector.model.fields import lookup
 from connector.model.knowledge import DOUBLE_EXTENSION, FROM_USER_DIRECTORY, Knowledge
 from connector.model.outlier import SUMMARY_WIDTH, fill_placeholders, placeholder_paths
 from connector.model.whitelist import event_strings, matches
@@ -509,11 +509,3 @@ def _whitelist_universe(
 
 def _split(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(","))
-
-
-def text_at(source: Mapping[str, Any], path: str) -> str | None:
-    """A field's value as text, or None when absent, null or not a scalar."""
-    value = lookup(source, path)
-    if value is ABSENT or value is None or isinstance(value, Mapping | list):
-        return None
-    return str(value)

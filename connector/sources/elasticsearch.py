@@ -34,8 +34,8 @@ from connector.errors import (
     QueryRejectedError,
 )
 from connector.explain import Explanation
-from connector.model.fields import event_pairs
-from connector.model.rarechild import GroupCount, PathCount, text_at
+from connector.model.fields import event_pairs, text_at
+from connector.model.rarechild import GroupCount, PathCount
 from connector.model.terms import Entry, Pair, PairCounts, entries_of_event
 from connector.settings import DEFAULT_COMPOSITE_PAGE_SIZE
 from connector.sources.scope import IndexScope

@@ -16,8 +16,8 @@ from typing import Any
 
 from connector.config import RareChildUseCase, UseCase
 from connector.errors import InputError
-from connector.model.fields import ABSENT, event_pairs, lookup
-from connector.model.rarechild import GroupCount, PathCount, text_at
+from connector.model.fields import ABSENT, event_pairs, lookup, text_at
+from connector.model.rarechild import GroupCount, PathCount
 from connector.model.terms import Entry, Pair, PairCounts, count_event, entries_of_event
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import pytest
 
 from connector.config import RareChildUseCase, Whitelist, load_use_case
 from connector.knowledge import load_knowledge
+from connector.model.fields import text_at
 from connector.model.rarechild import (
     GroupCount,
     PathCount,
@@ -19,7 +20,6 @@ from connector.model.rarechild import (
     ScoringSettings,
     build_alert,
     score_pairs,
-    text_at,
 )
 
 KNOWLEDGE = load_knowledge()
