@@ -16,7 +16,6 @@ from typing import Any
 
 from elasticsearch import Elasticsearch
 
-from connector.annotate import AnnotateMode, WriteReport, write_outliers
 from connector.config import AnyUseCase, RareChildUseCase, UseCase, load_use_case
 from connector.explain import EVENT_FIELDS, Explanation
 from connector.model.fields import text_at
@@ -28,6 +27,7 @@ from connector.rarechild_engine import (
     detect_rarechild_in_elasticsearch,
     run_rarechild,
 )
+from connector.results import AnnotateMode, WriteReport, write_outliers
 from connector.sources import EventSource
 from connector.sources.elasticsearch import COMPOSITE_PAGE_SIZE, ElasticsearchSource, TimeBudget
 from connector.sources.ndjson import NdjsonSource, Progress

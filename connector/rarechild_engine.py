@@ -16,13 +16,6 @@ from typing import Any, Protocol
 
 from elasticsearch import Elasticsearch
 
-from connector.annotate import (
-    AnnotateMode,
-    WriteReport,
-    alert_document,
-    alert_document_id,
-    write_result_documents,
-)
 from connector.config import RareChildUseCase
 from connector.errors import RequestValidationError
 from connector.explain import EVENT_FIELDS
@@ -38,6 +31,13 @@ from connector.model.rarechild import (
     ScoringSettings,
     build_alert,
     score_pairs,
+)
+from connector.results import (
+    AnnotateMode,
+    WriteReport,
+    alert_document,
+    alert_document_id,
+    write_result_documents,
 )
 from connector.sources.elasticsearch import COMPOSITE_PAGE_SIZE, ElasticsearchSource, TimeBudget
 from connector.timerange import TimeWindow, isoformat_z

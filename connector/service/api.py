@@ -11,9 +11,9 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify
 
-from connector.annotate import AnnotateMode
 from connector.config import AnyUseCase, RareChildUseCase
 from connector.engine import detect_in_elasticsearch
+from connector.results import AnnotateMode
 from connector.service.access import choose_index
 from connector.service.body import read_json_body
 from connector.service.readiness import ElasticsearchCheck, check_elasticsearch

@@ -18,8 +18,11 @@ import pytest
 from elasticsearch import Elasticsearch, helpers
 from es_data import SEED, seed_use_case
 
-from connector.annotate import (
-    MAX_CONFLICT_RETRIES,
+from connector.config import UseCase, load_use_cases
+from connector.errors import ConnectorError, ElasticsearchUnavailableError
+from connector.explain import Explanation
+from connector.model.outlier import Observation, Outlier, build_outlier
+from connector.results import (
     AnnotateMode,
     WriteReport,
     install_results_template,
@@ -30,10 +33,7 @@ from connector.annotate import (
     results_template_name,
     write_outliers,
 )
-from connector.config import UseCase, load_use_cases
-from connector.errors import ConnectorError, ElasticsearchUnavailableError
-from connector.explain import Explanation
-from connector.model.outlier import Observation, Outlier, build_outlier
+from connector.results.in_place import MAX_CONFLICT_RETRIES
 
 # (child, parent) of the events; each is one outlier in these tests
 PAIRS = [
@@ -294,7 +294,7 @@ def test_strict_results_mapping_rejects_every_document_and_all_are_reported(
 ) -> None:
     """dynamic: strict without the fields we write: every item fails with its own id (reported and
     logged), none raised."""
-    caplog.set_level(logging.WARNING, logger="connector.annotate")
+    caplog.set_level(logging.WARNING, logger="connector.results")
     results_index = new_index("results")
     es_client.indices.create(
         index=results_index, mappings={"dynamic": "strict", "properties": {"@timestamp": {"type": "date"}}}
@@ -309,7 +309,7 @@ def test_strict_results_mapping_rejects_every_document_and_all_are_reported(
         (400, "strict_dynamic_mapping_exception")
     }
     assert es_client.count(index=results_index)["count"] == 0
-    logged = [record.getMessage() for record in caplog.records if record.name == "connector.annotate"]
+    logged = [record.getMessage() for record in caplog.records if record.name.startswith("connector.results.")]
     for error in report.errors:
         assert any(
             error["_id"] in message and "strict_dynamic_mapping_exception" in message for message in logged

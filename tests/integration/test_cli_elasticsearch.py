@@ -20,7 +20,7 @@ from conftest_service import free_loopback_port
 from elasticsearch import Elasticsearch
 from es_data import ROOT, SAMPLE, create_sample_index
 
-from connector.annotate import results_index_template
+from connector.results import results_index_template
 
 USE_CASES = ROOT / "examples/rare_child.ini"
 SAMPLE_RANGE = ["--from", "2024-03-04T00:00:00Z", "--to", "2024-03-07T00:00:00Z"]

@@ -27,10 +27,10 @@ from elasticsearch import ApiError, Elasticsearch, helpers
 from es_data import SAMPLE, SAMPLE_MAPPINGS, index_ndjson
 from test_parity import COMMON, PARITY, PARITY_USE_CASES, WHITELIST, _assert_same
 
-from connector.annotate import BULK_CHUNK_SIZE, AnnotateMode, WriteReport, write_result_documents
 from connector.config import load_use_cases
 from connector.engine import detect_file, run
 from connector.errors import IndexUnavailableError
+from connector.results import BULK_CHUNK_SIZE, AnnotateMode, WriteReport, write_result_documents
 from connector.settings import ElasticsearchConnection
 from connector.sources.elasticsearch import ElasticsearchSource
 from scripts import es_node

@@ -18,9 +18,9 @@ from elasticsearch import Elasticsearch
 from es_data import SAMPLE, create_sample_index
 from test_service_http import assert_valid
 
-from connector.annotate import AnnotateMode
 from connector.config import load_use_case
 from connector.engine import detect_in_elasticsearch
+from connector.results import AnnotateMode
 from connector.timerange import TimeRange
 
 EXAMPLE = ROOT / "examples" / "rare_child.ini"

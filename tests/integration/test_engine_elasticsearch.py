@@ -10,9 +10,9 @@ import pytest
 from elasticsearch import Elasticsearch
 from es_data import ROOT, SAMPLE, create_sample_index, index_ndjson
 
-from connector.annotate import AnnotateMode, install_results_template, results_template_name
 from connector.config import load_use_cases
 from connector.engine import detect_in_elasticsearch
+from connector.results import AnnotateMode, install_results_template, results_template_name
 
 EVERYTHING = (datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 8, tzinfo=UTC))
 PLANTED_ON_LAST_DAY = {("OUTLOOK.EXE", "powershell.exe"), ("explorer.exe", "TightVNCViewerPortable.exe")}

@@ -39,10 +39,10 @@ from elasticsearch.exceptions import GeneralAvailabilityWarning
 from es_data import SAMPLE, create_sample_index
 from test_service_http import assert_error, assert_valid
 
-from connector.annotate import results_document_id, results_index_template
 from connector.config import load_use_case
 from connector.engine import detect_file_result
 from connector.model.outlier import Outlier
+from connector.results import results_document_id, results_index_template
 from connector.service.readiness import PROBE_TIMEOUT_SECONDS
 from scripts import es_node
 

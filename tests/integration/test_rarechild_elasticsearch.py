@@ -19,10 +19,10 @@ from elasticsearch import Elasticsearch
 from es_data import index_ndjson
 from test_service_http import assert_error, assert_valid
 
-from connector.annotate import AnnotateMode
 from connector.config import RareChildUseCase, load_use_case
 from connector.engine import detect_file, detect_in_elasticsearch
 from connector.rarechild_engine import run_rarechild
+from connector.results import AnnotateMode
 from connector.sources.elasticsearch import ElasticsearchSource
 from connector.timerange import TimeRange
 

@@ -19,7 +19,10 @@ import pytest
 from elasticsearch import Elasticsearch
 from es_data import seed_use_case
 
-from connector.annotate import (
+from connector.config import UseCase
+from connector.explain import Explanation
+from connector.model.outlier import Observation, build_outlier
+from connector.results import (
     AnnotateMode,
     install_results_template,
     results_document,
@@ -28,9 +31,6 @@ from connector.annotate import (
     results_template_name,
     write_outliers,
 )
-from connector.config import UseCase
-from connector.explain import Explanation
-from connector.model.outlier import Observation, build_outlier
 from connector.saved_objects import (
     BUNDLE_FILE,
     LENS_RECORDS_FIELD,

@@ -1,4 +1,4 @@
-"""What annotate.py writes, computed without Elasticsearch: ids, results documents, in-place updates
+"""What connector.results writes, computed without Elasticsearch: ids, results documents, in-place updates
 (ee-outliers write-back, docs/model.md), the results index template and error translation."""
 
 from __future__ import annotations
@@ -14,18 +14,6 @@ import pytest
 from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elasticsearch
 
-from connector import annotate
-from connector.annotate import (
-    AnnotateMode,
-    WriteReport,
-    outlier_record,
-    plan_in_place_update,
-    render_results_template,
-    results_document,
-    results_document_id,
-    results_index_template,
-    write_outliers,
-)
 from connector.config import UseCase, load_use_cases
 from connector.errors import (
     ConnectorError,
@@ -35,6 +23,19 @@ from connector.errors import (
 )
 from connector.explain import Explanation
 from connector.model.outlier import Observation, Outlier, build_outlier
+from connector.results import (
+    AnnotateMode,
+    InPlacePlan,
+    WriteReport,
+    outlier_record,
+    plan_in_place_update,
+    render_results_template,
+    results_document,
+    results_document_id,
+    results_index_template,
+    write_outliers,
+)
+from connector.results.failures import translate_error
 
 ROOT = Path(__file__).resolve().parents[2]
 FILTER = 'tags:endpoint AND meta.command.name:"get_all_processes_enriched"'
@@ -337,7 +338,7 @@ def test_summary_already_on_the_event_writes_nothing(use_case: UseCase) -> None:
     first = record(use_case)
     source = {"tags": ["outlier"], "outliers": plan_in_place_update({}, [first]).doc["outliers"]}  # type: ignore[index]
     plan = plan_in_place_update(source, [first])
-    assert plan == annotate.InPlacePlan(doc=None, applied=(False,))
+    assert plan == InPlacePlan(doc=None, applied=(False,))
 
 
 def test_summary_already_there_but_tag_removed_restores_only_the_tag(use_case: UseCase) -> None:
@@ -345,7 +346,7 @@ def test_summary_already_there_but_tag_removed_restores_only_the_tag(use_case: U
     first = record(use_case)
     source = {"tags": "triaged", "outliers": plan_in_place_update({}, [first]).doc["outliers"]}  # type: ignore[index]
     plan = plan_in_place_update(source, [first])
-    assert plan == annotate.InPlacePlan(doc={"tags": ["triaged", "outlier"]}, applied=(False,))
+    assert plan == InPlacePlan(doc={"tags": ["triaged", "outlier"]}, applied=(False,))
 
 
 def test_several_outliers_of_one_event_in_one_call(use_case: UseCase) -> None:
@@ -488,7 +489,7 @@ def test_template_event_part_maps_strings_as_keyword_and_floats_as_double() -> N
 def test_bundled_template_file_is_generated_from_the_function() -> None:
     """kibana_saved_objects/results-index-template.json is exactly results_index_template(...).
 
-    Regenerate with: python -c "from connector.annotate import render_results_template as r;
+    Regenerate with: python -c "from connector.results import render_results_template as r;
     open('kibana_saved_objects/results-index-template.json', 'w').write(r('outliers-rare-child'))"
     """
     path = ROOT / "kibana_saved_objects" / "results-index-template.json"
@@ -528,14 +529,14 @@ def api_error(status: int, error_type: str = "some_exception", reason: str = "wh
 )
 def test_elasticsearch_failures_become_project_errors(error: Exception, expected: type) -> None:
     """Both exception families (ApiError, TransportError) map by kind/status to the project's errors."""
-    translated = annotate._translate(error, "writing outliers")  # type: ignore[arg-type]
+    translated = translate_error(error, "writing outliers")  # type: ignore[arg-type]
     assert type(translated) is expected
     assert "writing outliers" in translated.message
 
 
 def test_refused_request_message_names_the_elasticsearch_reason() -> None:
     """A 400 (e.g. an overlapping template) says what Elasticsearch objected to."""
-    translated = annotate._translate(api_error(400, "illegal_argument_exception", "same priority"), "x")
+    translated = translate_error(api_error(400, "illegal_argument_exception", "same priority"), "x")
     assert translated.message == (
         "Elasticsearch refused a request while x: 400 illegal_argument_exception: same priority"
     )

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from elasticsearch import Elasticsearch
 
-from connector.annotate import AnnotateMode, WriteOutcome, WriteReport
 from connector.errors import ConfigError, ElasticsearchTimeoutError
+from connector.results import AnnotateMode, WriteOutcome, WriteReport
 from connector.settings import Settings, worker_timeout_seconds
 from connector.sources.elasticsearch import TimeBudget
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from connector.annotate import DEFAULT_RESULTS_INDEX, results_index_template
+from connector.results import DEFAULT_RESULTS_INDEX, results_index_template
 from connector.saved_objects import (
     ANNOTATED_EVENTS_SEARCH_ID,
     BUNDLE_FILE,

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connector.annotate import DEFAULT_RESULTS_INDEX
 from connector.errors import ConnectorError
+from connector.results import DEFAULT_RESULTS_INDEX
 
 # The oldest Kibana the bundle is made for. Lens and dashboard documents are at typeMigrationVersion
 # 8.9.0 (an older Kibana refuses them as "belonging to a more recent version"), dashboard panels are

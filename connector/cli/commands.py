@@ -21,7 +21,6 @@ import click
 from elasticsearch import Elasticsearch
 
 from connector import __version__
-from connector.annotate import AnnotateMode, install_results_template, results_template_name
 from connector.config import load_use_case
 from connector.engine import (
     DEFAULT_RESULTS_INDEX,
@@ -39,6 +38,7 @@ from connector.kibana import kibana_command, kibana_connector_command
 from connector.knowledge import load_knowledge
 from connector.loading import load_events
 from connector.report import render_table
+from connector.results import AnnotateMode, install_results_template, results_template_name
 from connector.service.catalog import load_catalog
 from connector.service.serving import APP_FACTORY, GUNICORN_CONF, parse_bind, parse_workers
 from connector.settings import ElasticsearchConnection, Settings
