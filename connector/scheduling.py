@@ -15,14 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
-import click
 
 from connector.errors import ConfigError
 from connector.settings import Secret
@@ -283,19 +281,3 @@ def secrets_masked_in_client_logs(secrets: tuple[Secret, ...]) -> Iterator[None]
     finally:
         for logger in loggers:
             logger.removeFilter(mask)
-
-
-def service_credential_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--service-user`` / ``--service-password``: the basic credentials the service accepts."""
-    command = click.option(
-        "--service-password",
-        envvar="CONNECTOR_BASIC_PASSWORD",
-        metavar="SECRET",
-        help="Its password (default: CONNECTOR_BASIC_PASSWORD; prefer the variable, argv is visible).",
-    )(command)
-    return click.option(
-        "--service-user",
-        envvar="CONNECTOR_BASIC_USER",
-        metavar="NAME",
-        help="Basic-auth user the service accepts (default: CONNECTOR_BASIC_USER).",
-    )(command)

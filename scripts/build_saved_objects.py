@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate kibana_saved_objects/rare-child-connector.ndjson and its version lock (versions.json).
 
-The objects are defined in connector/saved_objects.py; edit them there, raise the ``version`` of each
+The objects are defined in connector/kibana/saved_objects.py; edit them there, raise the ``version`` of each
 object whose content changed, then run:
 
     python scripts/build_saved_objects.py
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from connector.saved_objects import VersionLockError, write_bundle
+from connector.kibana.saved_objects import VersionLockError, write_bundle
 
 BUNDLE_DIRECTORY = Path(__file__).resolve().parents[1] / "kibana_saved_objects"
 

@@ -21,6 +21,9 @@ import click
 from elasticsearch import Elasticsearch
 
 from connector import __version__
+from connector.cli.options import fail
+from connector.cli.setup_kibana import kibana_command, kibana_connector_command
+from connector.cli.setup_watch import watch_command
 from connector.config import load_use_case
 from connector.engine import (
     DEFAULT_RESULTS_INDEX,
@@ -34,7 +37,6 @@ from connector.errors import (
     ElasticsearchTlsError,
     ElasticsearchUnavailableError,
 )
-from connector.kibana import kibana_command, kibana_connector_command
 from connector.knowledge import load_knowledge
 from connector.loading import load_events
 from connector.report import render_table
@@ -44,7 +46,6 @@ from connector.service.serving import APP_FACTORY, GUNICORN_CONF, parse_bind, pa
 from connector.settings import ElasticsearchConnection, Settings
 from connector.sources.ndjson import NdjsonSource
 from connector.timerange import resolve_baseline, resolve_range
-from connector.watcher import watch_command
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ def detect(
                 global_config_path,
             )
         except ConnectorError as error:
-            _fail(error)
+            fail(error)
         contract = detection.to_contract()
         failed_writes = detection.annotation.failed
         if detection.hint:
@@ -217,8 +218,8 @@ def _detect_file(
             progress=progress,
         ).to_contract()
     except ConnectorError as error:
-        _fail(error)
-        raise  # unreachable: _fail exits
+        fail(error)
+        raise  # unreachable: fail exits
     finally:
         if progress:
             click.echo("\r\033[K", nl=False, err=True)
@@ -285,7 +286,7 @@ def serve(bind: str | None, workers: str | None) -> None:
         settings = Settings.from_env()
         load_catalog(settings.use_case_paths, settings.global_config_path)
     except ConnectorError as error:
-        _fail(error)
+        fail(error)
     environment = dict(os.environ, CONNECTOR_BIND=bind, CONNECTOR_WORKERS=str(worker_count))
     argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), APP_FACTORY]
     click.echo(f"starting gunicorn on {bind} with {worker_count} worker(s)", err=True)
@@ -310,7 +311,7 @@ def load(events_path: Path, index: str, es_url: str | None) -> None:
         with _elasticsearch(es_url) as client:
             report = load_events(client, NdjsonSource(events_path).hits(), index=index)
     except ConnectorError as error:
-        _fail(error)
+        fail(error)
     click.echo(f"loaded {report.indexed:,} events into {index}", err=True)
     for item in report.errors:
         click.echo(f"error: {item}", err=True)
@@ -326,7 +327,7 @@ def check_knowledge(path: Path | None) -> None:
     try:
         knowledge = load_knowledge(path)
     except ConnectorError as error:
-        _fail(error)
+        fail(error)
     members = sum(len(item.members) for item in knowledge.classes.values())
     click.echo(
         f"{knowledge.source}: valid; {len(knowledge.classes)} classes ({members} names), "
@@ -354,7 +355,7 @@ def setup_template(results_index: str, es_url: str | None) -> None:
         with _elasticsearch(es_url) as client:
             install_results_template(client, results_index)
     except ConnectorError as error:
-        _fail(error)
+        fail(error)
     click.echo(
         f"installed index template {results_template_name(results_index)} for {results_index}", err=True
     )
@@ -374,11 +375,6 @@ def _elasticsearch(es_url: str | None) -> Iterator[Elasticsearch]:
         raise
     finally:
         client.close()
-
-
-def _fail(error: ConnectorError) -> None:
-    click.echo(f"error: {error.message}", err=True)
-    sys.exit(error.exit_code)
 
 
 def _terminal_progress(events_path: Path):  # type: ignore[no-untyped-def]

@@ -19,7 +19,6 @@ import os
 import re
 import socket
 import ssl
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -29,41 +28,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import click
-
 from connector import __version__
 from connector.errors import (
     ConfigError,
-    ConnectorError,
     KibanaAuthError,
     KibanaError,
     KibanaUnavailableError,
     SavedObjectsImportError,
 )
-from connector.scheduling import (
-    ASSETS_DIR,
-    KIBANA_CONNECTOR_ASSET,
-    KIBANA_RULE_ASSET,
-    ServiceCredentials,
-    ServiceEndpoint,
-    detection_body,
-    fill_placeholders,
-    load_asset,
-    placeholders_left,
-    redacted,
-    service_credential_options,
-)
+from connector.scheduling import ASSETS_DIR
 from connector.settings import Secret
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BUNDLE = ASSETS_DIR / "rare-child-connector.ndjson"
 DEFAULT_TIMEOUT_SECONDS = 60.0
-# Fixed ids, so that running the installer again updates the same connector and rule. UUIDs because
-# Kibana's generated ids are UUIDs and some versions accept nothing else for these objects.
-DEFAULT_CONNECTOR_ID = "5f2c6d0e-3b8a-4c1f-9a7e-2d4b6c8e0f13"
-DEFAULT_RULE_ID = "8a1e4b7c-6d2f-4e9a-b3c5-7f0d1e2a3b4c"
-DEFAULT_RULE_INDEX = "osquery-*"
 _SPACE_ID = re.compile(r"[a-z0-9_-]+")
 _OBJECT_ID = re.compile(r"[A-Za-z0-9._-]+")
 _MAX_MESSAGE_CHARS = 500
@@ -553,216 +532,3 @@ def _error_reason(error: Mapping[str, Any]) -> str:
     details = error.get("message") or error.get("error") or json.dumps(dict(error), sort_keys=True)
     status = error.get("statusCode")
     return f"{details} (status {status})" if status else str(details)
-
-
-# -- the two installer commands ------------------------------------------------------------------
-
-
-def _require_kibana_url(context: click.Context, parameter: click.Parameter, value: str | None) -> str:
-    if not value:
-        raise click.UsageError(
-            "Missing option '--kibana-url': give Kibana's base URL with --kibana-url URL, or set KIBANA_URL "
-            "(e.g. https://kibana.internal:5601)",
-            ctx=context,
-        )
-    return value
-
-
-_KIBANA_URL = click.option(
-    "--kibana-url",
-    envvar="KIBANA_URL",
-    callback=_require_kibana_url,
-    metavar="URL",
-    help="Kibana's base URL with any server.basePath (default: KIBANA_URL). Credentials: KIBANA_API_KEY "
-    "or KIBANA_USERNAME/KIBANA_PASSWORD.",
-)
-_SPACE = click.option(
-    "--space", envvar="KIBANA_SPACE", metavar="ID", help="Kibana space id (default space if unset)."
-)
-_CA_CERTS = click.option(
-    "--ca-certs",
-    envvar="KIBANA_CA_CERTS",
-    type=click.Path(exists=True, dir_okay=False),
-    help="PEM CA bundle that signed Kibana's certificate (verification is always on).",
-)
-_TIMEOUT = click.option(
-    "--timeout",
-    type=click.FloatRange(1, 600),
-    default=DEFAULT_TIMEOUT_SECONDS,
-    show_default=True,
-    help="Seconds to wait for each Kibana answer.",
-)
-
-
-@click.command("kibana")
-@_KIBANA_URL
-@_SPACE
-@click.option(
-    "--overwrite/--no-overwrite",
-    default=True,
-    show_default=True,
-    help="Replace objects that already exist (without it, an existing object is a conflict and Kibana "
-    "writes nothing).",
-)
-@click.option(
-    "--file",
-    "bundle",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_BUNDLE,
-    show_default=True,
-    help="The NDJSON saved-objects bundle.",
-)
-@_CA_CERTS
-@_TIMEOUT
-def kibana_command(
-    kibana_url: str, space: str | None, overwrite: bool, bundle: Path, ca_certs: str | None, timeout: float
-) -> None:
-    """Import the saved objects (data views, searches, visualizations, dashboard) into Kibana.
-
-    Each object's result is printed; the exit code is 3 if Kibana rejected any of them.
-    """
-    try:
-        connection = KibanaConnection.from_env(
-            url=kibana_url, space=space, ca_certs=ca_certs, timeout_seconds=timeout
-        )
-        report = KibanaClient(connection).import_saved_objects(bundle, overwrite=overwrite)
-    except ConnectorError as error:
-        _fail(error)
-        return
-    for item in report.imported:
-        click.echo(item.describe(), err=True)
-    for item in report.rejected:
-        click.echo(f"error: {item.describe()}", err=True)
-    for warning in report.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    try:
-        report.raise_for_errors()
-    except SavedObjectsImportError as error:
-        _fail(error)
-        return
-    where = f"space {connection.space}" if connection.space else "the default space"
-    click.echo(f"imported {report.success_count} object(s) into {where} of {connection.url}", err=True)
-
-
-@click.command("kibana-connector")
-@_KIBANA_URL
-@_SPACE
-@click.option(
-    "--service-url",
-    required=True,
-    metavar="URL",
-    help="Where Kibana reaches the webhook service, e.g. https://rcp.internal:8443 (check "
-    "xpack.actions.allowedHosts).",
-)
-@service_credential_options
-@click.option("--connector-id", default=DEFAULT_CONNECTOR_ID, show_default=True, help="Id of the connector.")
-@click.option(
-    "--rule/--no-rule",
-    "with_rule",
-    default=True,
-    show_default=True,
-    help="Also create or update the hourly rule that calls the connector.",
-)
-@click.option("--rule-id", default=DEFAULT_RULE_ID, show_default=True, help="Id of the rule.")
-@click.option(
-    "--index",
-    metavar="PATTERN",
-    help=f"Index the detection reads and the rule counts (default: the service's own; the rule then counts "
-    f"{DEFAULT_RULE_INDEX}).",
-)
-@click.option(
-    "--use-case", "use_case", metavar="NAME", help="Use case to run (default: the service's first)."
-)
-@_CA_CERTS
-@_TIMEOUT
-@click.option("--dry-run", is_flag=True, help="Print the connector and rule (password masked); send nothing.")
-def kibana_connector_command(
-    kibana_url: str,
-    space: str | None,
-    service_url: str,
-    service_user: str | None,
-    service_password: str | None,
-    connector_id: str,
-    with_rule: bool,
-    rule_id: str,
-    index: str | None,
-    use_case: str | None,
-    ca_certs: str | None,
-    timeout: float,
-    dry_run: bool,
-) -> None:
-    """Create or update the Kibana Webhook connector for the service, and the hourly rule that calls it.
-
-    For clusters without Watcher. Kibana's Webhook connector needs a Gold licence as well.
-    """
-    try:
-        endpoint = ServiceEndpoint.parse(service_url)
-        credentials = ServiceCredentials.of(service_user, service_password)
-        connection = KibanaConnection.from_env(
-            url=kibana_url, space=space, ca_certs=ca_certs, timeout_seconds=timeout
-        )
-        connector = render_connector(endpoint=endpoint, credentials=credentials)
-        rule = render_rule(connector_id=connector_id, index=index, use_case=use_case) if with_rule else None
-        if dry_run:
-            shown = {"connector": redacted(connector, (credentials.password,)), "rule": rule}
-            click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
-            return
-        client = KibanaClient(connection)
-        connector_result = client.put_connector(connector_id, connector)
-        click.echo(f"{connector_result} connector {connector_id}: POST {endpoint.detect_url}", err=True)
-        if rule is not None:
-            rule_result = client.put_rule(rule_id, rule)
-            click.echo(f"{rule_result} rule {rule_id}: calls connector {connector_id} every hour", err=True)
-    except ConnectorError as error:
-        _fail(error)
-
-
-def render_connector(*, endpoint: ServiceEndpoint, credentials: ServiceCredentials) -> dict[str, Any]:
-    """The ``.webhook`` connector for the service, credentials in ``secrets`` (print only a redacted copy).
-
-    :raises ConfigError: when the asset is missing, unparsable, or keeps a placeholder.
-    """
-    connector = fill_placeholders(
-        load_asset(KIBANA_CONNECTOR_ASSET),
-        {
-            "SERVICE_URL": endpoint.base_url,
-            "SERVICE_USER": credentials.user,
-            "SERVICE_PASSWORD": credentials.password,
-        },
-        source=KIBANA_CONNECTOR_ASSET,
-    )
-    _no_placeholders_left(connector, KIBANA_CONNECTOR_ASSET)
-    return connector
-
-
-def render_rule(
-    *, connector_id: str, index: str | None = None, use_case: str | None = None
-) -> dict[str, Any]:
-    """The hourly Elasticsearch-query rule whose action calls the connector with the detection body.
-
-    :raises ConfigError: when the asset is missing, unparsable, or keeps a placeholder.
-    """
-    rule = fill_placeholders(
-        load_asset(KIBANA_RULE_ASSET),
-        {"CONNECTOR_ID": connector_id, "SOURCE_INDEX": index or DEFAULT_RULE_INDEX},
-        source=KIBANA_RULE_ASSET,
-    )
-    for action in rule.get("actions") or []:
-        params = action.get("params") if isinstance(action, dict) else None
-        if isinstance(params, dict) and isinstance(params.get("body"), str):
-            params["body"] = detection_body(
-                params["body"], index=index, use_case=use_case, source=KIBANA_RULE_ASSET
-            )
-    _no_placeholders_left(rule, KIBANA_RULE_ASSET)
-    return rule
-
-
-def _no_placeholders_left(document: Any, source: Path) -> None:
-    left = placeholders_left(document)
-    if left:
-        raise ConfigError(f"placeholders left after filling: {', '.join(left)}", path=source)
-
-
-def _fail(error: ConnectorError) -> None:
-    click.echo(f"error: {error.message}", err=True)
-    sys.exit(error.exit_code)

@@ -12,7 +12,7 @@ as strings.
 
 The analysis visuals only use ``outliers.*``, ``host.name`` and ``@timestamp``: the same names exist
 whether outliers were written to the results index or in place on the source events. The results-index
-objects use only fields that :func:`connector.annotate.results_index_template` maps.
+objects use only fields that :func:`connector.results.results_index_template` maps.
 
 Each object carries a ``version`` (an integer of this bundle, not Kibana's): the lock records it with the
 sha256 of the object's line, and :func:`build_version_lock` refuses content that changed under the same
@@ -664,7 +664,7 @@ def build_version_lock(
             elif saved_object.version == before["version"] and digest != before["sha256"]:
                 problems.append(
                     f"{saved_object.key}: content changed but version is still {saved_object.version}; "
-                    f"set version={saved_object.version + 1} in connector/saved_objects.py"
+                    f"set version={saved_object.version + 1} in connector/kibana/saved_objects.py"
                 )
         entries[saved_object.key] = {
             "sha256": digest,

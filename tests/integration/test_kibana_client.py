@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from click.testing import CliRunner
 
+from connector.cli.setup_kibana import kibana_command, kibana_connector_command
 from connector.errors import (
     ConfigError,
     KibanaAuthError,
@@ -37,17 +38,8 @@ from connector.errors import (
     KibanaUnavailableError,
     SavedObjectsImportError,
 )
-from connector.kibana import (
-    DEFAULT_BUNDLE,
-    DEFAULT_CONNECTOR_ID,
-    DEFAULT_RULE_ID,
-    KibanaClient,
-    KibanaConnection,
-    kibana_command,
-    kibana_connector_command,
-    render_connector,
-    render_rule,
-)
+from connector.kibana.alerting import DEFAULT_CONNECTOR_ID, DEFAULT_RULE_ID, render_connector, render_rule
+from connector.kibana.client import DEFAULT_BUNDLE, KibanaClient, KibanaConnection
 from connector.scheduling import ServiceCredentials, ServiceEndpoint
 from connector.settings import Secret
 from tests.kibana_api import (

@@ -21,6 +21,13 @@ from es_data import seed_use_case
 
 from connector.config import UseCase
 from connector.explain import Explanation
+from connector.kibana.saved_objects import (
+    BUNDLE_FILE,
+    LENS_RECORDS_FIELD,
+    RESULTS_DATA_VIEW_ID,
+    data_view_ids,
+    fields_used,
+)
 from connector.model.outlier import Observation, build_outlier
 from connector.results import (
     AnnotateMode,
@@ -30,13 +37,6 @@ from connector.results import (
     results_index_template,
     results_template_name,
     write_outliers,
-)
-from connector.saved_objects import (
-    BUNDLE_FILE,
-    LENS_RECORDS_FIELD,
-    RESULTS_DATA_VIEW_ID,
-    data_view_ids,
-    fields_used,
 )
 
 BUNDLE_PATH = Path(__file__).resolve().parents[2] / "kibana_saved_objects" / BUNDLE_FILE

@@ -25,7 +25,7 @@ from elasticsearch import Elasticsearch
 from es_data import create_sample_index
 from test_service_http import assert_valid
 
-from connector.kibana import DEFAULT_CONNECTOR_ID, render_connector, render_rule
+from connector.kibana.alerting import DEFAULT_CONNECTOR_ID, render_connector, render_rule
 from connector.scheduling import ServiceCredentials, ServiceEndpoint
 from connector.settings import Secret
 from connector.watcher import WEBHOOK_ACTION, render_watch

@@ -17,10 +17,11 @@ import pytest
 from click.testing import CliRunner
 from elasticsearch import BadRequestError, Elasticsearch
 
+from connector.cli.setup_watch import watch_command
 from connector.errors import ElasticsearchUnavailableError, WatcherUnavailableError
 from connector.scheduling import ServiceCredentials, ServiceEndpoint, placeholders_left
 from connector.settings import Secret
-from connector.watcher import WEBHOOK_ACTION, install_watch, render_watch, watch_command
+from connector.watcher import WEBHOOK_ACTION, install_watch, render_watch
 
 SERVICE_PASSWORD = "watch-pa$$word-never-printed"
 # What Watcher's PUT watch API parses: the keys of a watch and of a webhook action.

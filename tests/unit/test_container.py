@@ -26,7 +26,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from connector.cli import main as cli_main
-from connector.kibana import KibanaConnection
+from connector.kibana.client import KibanaConnection
 from connector.settings import Settings
 from scripts import es_node
 
@@ -137,7 +137,7 @@ def test_entry_point_is_connector_serve_which_execs_gunicorn(dockerfile):
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["connector"] == "connector.cli:main"
     assert "serve" in cli_main.commands  # type: ignore[attr-defined]
-    serve_source = (ROOT / "connector" / "cli.py").read_text()
+    serve_source = (ROOT / "connector" / "cli" / "commands.py").read_text()
     assert '"-m", "gunicorn"' in serve_source and "os.execve(" in serve_source
 
 
@@ -318,7 +318,9 @@ def test_connector_environment_is_what_the_code_reads(compose):
     """Every CONNECTOR_* variable given to the connector or setup is read by the code (a renamed setting
     fails here), and the connector's environment builds valid Settings."""
     known = connector_variables()
-    kibana_known = _string_constants(ROOT / "connector" / "kibana.py", r"KIBANA_[A-Z_]+")
+    kibana_known = _string_constants(ROOT / "connector" / "kibana" / "client.py", r"KIBANA_[A-Z_]+") | (
+        _string_constants(ROOT / "connector" / "cli" / "options.py", r"KIBANA_[A-Z_]+")
+    )
     for name in ("connector", "setup"):
         environment = _environment(compose["services"][name])
         unknown = {v for v in environment if v.startswith("CONNECTOR_")} - known

@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 
-from connector.results import DEFAULT_RESULTS_INDEX, results_index_template
-from connector.saved_objects import (
+from connector.kibana.saved_objects import (
     ANNOTATED_EVENTS_SEARCH_ID,
     BUNDLE_FILE,
     DASHBOARD_ID,
@@ -43,6 +42,7 @@ from connector.saved_objects import (
     render_version_lock,
     saved_objects,
 )
+from connector.results import DEFAULT_RESULTS_INDEX, results_index_template
 from tests.kibana_api import (
     CORE_MIGRATION_VERSION,
     DASHBOARD_KEYS,
@@ -706,7 +706,7 @@ class TestFields:
     @pytest.mark.parametrize(("saved_object", "use"), field_uses(RESULTS_DATA_VIEW_ID))
     def test_results_objects_use_template_fields(self, saved_object: dict[str, Any], use: FieldUse) -> None:
         """Columns, sorts, breakdowns, queries, Lens columns, formats and labels of every object on the
-        results data view name a field of the results index template (connector.annotate)."""
+        results data view name a field of the results index template (connector.results)."""
         assert use.field in RESULTS_FIELDS, f"{use.field} ({use.role}) is not in the results index template"
 
     @pytest.mark.parametrize(("saved_object", "use"), field_uses())
@@ -778,7 +778,7 @@ class TestVersionLock:
     @pytest.mark.parametrize("saved_object", all_objects())
     def test_content_matches_its_locked_version(self, saved_object: dict[str, Any]) -> None:
         """The sha256 of the object's canonical JSON is the locked one: content changed without a version
-        bump fails here (bump ``version`` in connector/saved_objects.py, then regenerate)."""
+        bump fails here (bump ``version`` in connector/kibana/saved_objects.py, then regenerate)."""
         entry = lock()["objects"][key_of(saved_object)]
         digest = hashlib.sha256(canonical_json(saved_object).encode("utf-8")).hexdigest()
         assert digest == entry["sha256"], (

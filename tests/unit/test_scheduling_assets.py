@@ -16,7 +16,7 @@ from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elasticsearch import ApiError
 
 from connector.errors import ConfigError, ElasticsearchAuthError, WatcherUnavailableError, WatchRejectedError
-from connector.kibana import DEFAULT_CONNECTOR_ID, render_connector, render_rule
+from connector.kibana.alerting import DEFAULT_CONNECTOR_ID, render_connector, render_rule
 from connector.scheduling import (
     KIBANA_CONNECTOR_ASSET,
     KIBANA_RULE_ASSET,

@@ -813,14 +813,14 @@ def test_serve_rejects_bad_options(env: dict[str, str], arguments: list[str], fr
 
 def test_serve_execs_gunicorn_with_the_package_config(env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
     """With valid settings, serve replaces itself with `python -m gunicorn -c gunicorn_conf.py app`."""
-    import connector.cli
+    import connector.cli.commands
 
     calls: list[tuple[str, list[str], dict[str, str]]] = []
 
     def record_exec(path: str, argv: list[str], environment: dict[str, str]) -> None:
         calls.append((path, argv, environment))
 
-    monkeypatch.setattr(connector.cli.os, "execve", record_exec)
+    monkeypatch.setattr(connector.cli.commands.os, "execve", record_exec)
     result = CliRunner().invoke(main, ["serve", "--bind", "127.0.0.1:9999", "--workers", "3"], env=env)
     assert result.exit_code == 0, result.output
     ((path, argv, environment),) = calls
