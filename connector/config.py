@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from connector.errors import ConfigError, UnknownUseCaseError
 from connector.knowledge import load_knowledge
+from connector.profiles import PROFILE_OPTIONS, DataProfile, apply_profile, profile_named
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ KNOWN_OPTIONS = frozenset(
         "should_notify",
         # ours, not ee-outliers': the field whose distinct values an explanation counts
         "host_field",
+        # ours: where the events' fields live (connector/profiles.py)
+        "profile",
     }
 )
 
@@ -167,6 +170,11 @@ class UseCase:
     extra_options: tuple[tuple[str, str], ...] = ()
     assets: tuple[tuple[str, str], ...] = ()
     whitelist: Whitelist = field(default_factory=Whitelist)
+    # The data profile (connector/profiles.py): named in the section, or None to detect it from the data;
+    # the options the section left for the profile to fill; the profile's event conditions once applied.
+    profile: str | None = None
+    profile_options: frozenset[str] = frozenset()
+    profile_conditions: tuple[tuple[str, str], ...] = ()
 
     @property
     def model_name(self) -> str:
@@ -195,6 +203,7 @@ RARECHILD_OPTIONS = frozenset(
         "run_model",
         "test_model",
         "should_notify",
+        "profile",
     }
 )
 DEFAULT_PATH_FIELD = "OsqueryFilter.path"
@@ -238,6 +247,9 @@ class RareChildUseCase:
     extra_options: tuple[tuple[str, str], ...] = ()
     assets: tuple[tuple[str, str], ...] = ()
     whitelist: Whitelist = field(default_factory=Whitelist)
+    profile: str | None = None
+    profile_options: frozenset[str] = frozenset()
+    profile_conditions: tuple[tuple[str, str], ...] = ()
 
     @property
     def model_name(self) -> str:
@@ -395,6 +407,29 @@ class _SectionReader:
             allowed = "use 1/0, yes/no, true/false or on/off"
             raise self.fail(option, f"{self.section[option]!r} is not a boolean; {allowed}") from None
 
+    def profile(self) -> DataProfile | None:
+        """The section's ``profile``, None when it leaves the choice to the data."""
+        name = self.section.get("profile", "").strip()
+        if not name:
+            return None
+        try:
+            return profile_named(name)
+        except KeyError as error:
+            raise self.fail("profile", str(error.args[0])) from None
+
+    def open_options(self, global_timestamp: str) -> frozenset[str]:
+        """The field options this section leaves for a data profile to fill in."""
+        left = {option for option in PROFILE_OPTIONS if not self.section.get(option, "").strip()}
+        if global_timestamp != DEFAULT_TIMESTAMP_FIELD:
+            left.discard("timestamp_field")  # the global file chose it
+        return frozenset(left)
+
+    def fields_or_profile(self, option: str, profile: DataProfile | None) -> str:
+        """A required field option, which a named profile may fill in."""
+        if profile is not None and not self.section.get(option, "").strip():
+            return profile.parent_name if option == "aggregator" else profile.process_name
+        return self.required(option)
+
     def filters(self) -> tuple[str | None, tuple[Mapping[str, Any], ...] | None, str]:
         """``es_query_filter``, ``es_dsl_filter`` and the one ee-outliers records (the last given)."""
         es_query_filter = self.section.get("es_query_filter")
@@ -406,8 +441,10 @@ class _SectionReader:
             elif option == "es_dsl_filter":
                 es_dsl_filter = _dsl_filter(value, self.fail)
                 elasticsearch_filter = value
-        if es_query_filter is None and es_dsl_filter is None:
-            raise self.fail("es_query_filter", "required option is missing (or give es_dsl_filter)")
+        if es_query_filter is None and es_dsl_filter is None and "profile" not in self.section:
+            raise self.fail(
+                "es_query_filter", "required option is missing (or give es_dsl_filter, or name a profile)"
+            )
         return es_query_filter, es_dsl_filter, elasticsearch_filter
 
 
@@ -425,12 +462,13 @@ def _use_case(
     trigger_sensitivity = _sensitivity(required("trigger_sensitivity"), trigger_method, fail)
     # ee-outliers records whichever of the two filters comes last in the section.
     es_query_filter, es_dsl_filter, elasticsearch_filter = reader.filters()
+    profile = reader.profile()
 
-    return UseCase(
+    use_case = UseCase(
         section=name,
         source_path=str(path),
-        aggregator=_field_list(required("aggregator"), "aggregator", fail),
-        target=_field_list(required("target"), "target", fail),
+        aggregator=_field_list(reader.fields_or_profile("aggregator", profile), "aggregator", fail),
+        target=_field_list(reader.fields_or_profile("target", profile), "target", fail),
         target_count_method=choice("target_count_method", TargetCountMethod),
         trigger_on=choice("trigger_on", TriggerOn),
         trigger_method=trigger_method,
@@ -458,7 +496,9 @@ def _use_case(
         extra_options=_extra_options(section, path, KNOWN_OPTIONS),
         assets=settings.assets,
         whitelist=whitelist,
+        profile_options=reader.open_options(settings.timestamp_field),
     )
+    return apply_profile(use_case, profile) if profile is not None else use_case
 
 
 def _rarechild_use_case(
@@ -469,9 +509,10 @@ def _rarechild_use_case(
 ) -> RareChildUseCase:
     reader = _SectionReader(section, path)
     es_query_filter, es_dsl_filter, elasticsearch_filter = reader.filters()
+    profile = reader.profile()
 
     def single_field(option: str) -> tuple[str, ...]:
-        fields = _field_list(reader.required(option), option, reader.fail)
+        fields = _field_list(reader.fields_or_profile(option, profile), option, reader.fail)
         if len(fields) != 1:
             raise reader.fail(
                 option,
@@ -490,7 +531,7 @@ def _rarechild_use_case(
         load_knowledge(knowledge)  # checked now: a broken file stops the service before it serves
     except ConfigError as error:
         raise reader.fail("knowledge", error.message) from None
-    return RareChildUseCase(
+    use_case = RareChildUseCase(
         section=section.name,
         source_path=str(path),
         aggregator=single_field("aggregator"),
@@ -515,7 +556,9 @@ def _rarechild_use_case(
         extra_options=_extra_options(section, path, RARECHILD_OPTIONS),
         assets=settings.assets,
         whitelist=whitelist,
+        profile_options=reader.open_options(settings.timestamp_field),
     )
+    return apply_profile(use_case, profile) if profile is not None else use_case
 
 
 def _number(

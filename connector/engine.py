@@ -17,10 +17,11 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from connector.config import AnyUseCase, RareChildUseCase, UseCase, load_use_case
-from connector.explain import EVENT_FIELDS, Explanation
+from connector.explain import Explanation
 from connector.model.fields import text_at
 from connector.model.outlier import Outlier
 from connector.model.terms import Pair, PairCounts, TermsEvaluation
+from connector.profiles import ProfileChoice, profiled
 from connector.rarechild_engine import (
     RareChildDetection,
     RareChildResult,
@@ -48,6 +49,7 @@ class DetectionResult:
     whitelisted_entries: int
     passes: int
     final_counts: PairCounts
+    profile: ProfileChoice
 
     @property
     def aggregators(self) -> int:
@@ -81,7 +83,12 @@ def contract_record(outlier: Outlier) -> dict[str, Any]:
 
 
 def run(source: EventSource, use_case: UseCase) -> DetectionResult:
-    """Run ``use_case`` over ``source`` and return its outliers, sorted by id, aggregator, term."""
+    """Run ``use_case`` over ``source`` and return its outliers, sorted by id, aggregator, term.
+
+    The data profile is chosen first (the use case's own, else the one the source's fields show), and
+    ``result.use_case`` is the use case as run, with the profile applied.
+    """
+    use_case, profile = profiled(use_case, source.field_names)
     counts, events = source.pair_counts(use_case)
     pairs_counted = counts.pair_count
     evaluation = TermsEvaluation(use_case, counts)
@@ -112,6 +119,7 @@ def run(source: EventSource, use_case: UseCase) -> DetectionResult:
         whitelisted_entries=evaluation.whitelisted_entries,
         passes=evaluation.passes,
         final_counts=counts,
+        profile=profile,
     )
 
 
@@ -186,6 +194,7 @@ class ElasticsearchDetection:
             "index": self.index,
             "range": {"from": isoformat_z(self.start), "to": isoformat_z(self.end)},
             "baseline": {"from": isoformat_z(self.baseline_start)} if self.baseline_start else None,
+            "profile": self.result.profile.to_dict(),
             "events_analyzed": self.result.events_analyzed,
             "aggregators": self.aggregators,
             "outliers_total": len(self.outliers),
@@ -221,7 +230,9 @@ class ElasticsearchDetection:
             "type": list(outlier.outlier_type),
             "reason": list(outlier.reason),
             "summary": outlier.summary,
-            "event": {key: text_at(source, path) for key, path in EVENT_FIELDS.items()},
+            "event": {
+                key: text_at(source, path) for key, path in self.result.profile.profile.event_fields.items()
+            },
         }
 
 
@@ -282,6 +293,7 @@ def detect_in_elasticsearch(
         composite_page_size=composite_page_size,
     )
     result = run(source, use_case)
+    use_case = result.use_case  # as run: with its data profile
     hint = source.empty_range_hint(use_case) if result.events_analyzed == 0 else None
     in_range = result.outliers
     if baseline_start is not None:

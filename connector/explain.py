@@ -4,15 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Key fields of the source event in webhook answers: response key -> field path (case-insensitive).
-EVENT_FIELDS = {
-    "command_line": "OsqueryFilter.cmdline",
-    "parent_command_line": "OsqueryFilter.parentcmdline",
-    "user": "OsqueryFilter.username",
-    "path": "OsqueryFilter.path",
-    "sha256": "OsqueryFilter.sha256",
-}
-
 
 @dataclass(frozen=True, kw_only=True)
 class Explanation:

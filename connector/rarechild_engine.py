@@ -18,7 +18,6 @@ from elasticsearch import Elasticsearch
 
 from connector.config import RareChildUseCase
 from connector.errors import RequestValidationError
-from connector.explain import EVENT_FIELDS
 from connector.knowledge import load_knowledge
 from connector.model.fields import text_at
 from connector.model.rarechild import (
@@ -32,6 +31,7 @@ from connector.model.rarechild import (
     build_alert,
     score_pairs,
 )
+from connector.profiles import ProfileChoice, profiled
 from connector.results import (
     AnnotateMode,
     WriteReport,
@@ -62,6 +62,8 @@ class RareChildSource(Protocol):
         range_start: datetime | None = None,
     ) -> dict[Pair, list[dict[str, Any]]]: ...
 
+    def field_names(self) -> frozenset[str]: ...
+
 
 @dataclass(frozen=True, kw_only=True)
 class RareChildResult:
@@ -72,6 +74,7 @@ class RareChildResult:
     pairs_above_threshold: int
     whitelisted_events: int
     hosts_seen: int
+    profile: ProfileChoice
 
     def to_contract(self) -> dict[str, Any]:
         """The documented ``connector detect`` JSON of a rarechild use case (docs/rarechild.md)."""
@@ -118,7 +121,11 @@ def run_rarechild(
     range_start: datetime | None = None,
     baseline_label: str = "",
 ) -> RareChildResult:
-    """Score every pair of ``source`` and turn the best into at most ``max_alerts`` alerts."""
+    """Score every pair of ``source`` and turn the best into at most ``max_alerts`` alerts.
+
+    As for the terms model, the data profile is chosen first and ``result.use_case`` has it applied.
+    """
+    use_case, profile = profiled(use_case, source.field_names)
     knowledge = load_knowledge(use_case.knowledge)
     groups, paths, events = source.rarechild_counts(use_case, range_start)
     population = Population.from_counts(groups, paths, knowledge)
@@ -165,6 +172,7 @@ def run_rarechild(
         pairs_above_threshold=len(candidates),
         whitelisted_events=whitelisted,
         hosts_seen=len(population.hosts),
+        profile=profile,
     )
 
 
@@ -223,6 +231,7 @@ class RareChildDetection:
             "use_case": use_case.section,
             "model": "rarechild",
             "index": self.index,
+            "profile": self.result.profile.to_dict(),
             "range": {"from": isoformat_z(self.start), "to": isoformat_z(self.end)},
             "baseline": {"from": isoformat_z(self.baseline_start)} if self.baseline_start else None,
             "events_analyzed": self.result.events_analyzed,
@@ -234,7 +243,7 @@ class RareChildDetection:
                     **alert_record(use_case, alert),
                     "event": {
                         key: text_at(alert.first_hit.get("_source") or {}, path)
-                        for key, path in EVENT_FIELDS.items()
+                        for key, path in self.result.profile.profile.event_fields.items()
                     },
                 }
                 for alert in shown
@@ -292,6 +301,7 @@ def detect_rarechild_in_elasticsearch(
         days = (time_range.start - counted_from).total_seconds() / 86400
         label = f"baseline {days:g} d"
     result = run_rarechild(source, use_case, range_start=range_start, baseline_label=label)
+    use_case = result.use_case  # as run: with its data profile
     hint = source.empty_range_hint(use_case) if result.events_analyzed == 0 else None
     documents = []
     for alert in result.alerts:

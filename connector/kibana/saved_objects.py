@@ -73,7 +73,7 @@ LENS_LAYER_REF_PREFIX = "indexpattern-datasource-layer-"
 LENS_RECORDS_FIELD = "___records___"
 DASHBOARD_GRID_COLUMNS = 48
 
-# Readable names for Discover and Lens (data view field attributes); both data views use them.
+# Readable names for Discover and Lens (data view field attributes) of fields both data views have.
 FIELD_LABELS: Mapping[str, str] = {
     "host.name": "Host",
     "outliers.aggregator": "Parent process",
@@ -83,8 +83,16 @@ FIELD_LABELS: Mapping[str, str] = {
     "outliers.score": "Score",
     "outliers.count": "Events",
     "outliers.explanation": "Why",
-    "OsqueryFilter.cmdline": "Child command line",
-    "OsqueryFilter.username": "User",
+}
+# Labels of the normalized ECS fields, which only the results documents are sure to have.
+RESULTS_FIELD_LABELS: Mapping[str, str] = {
+    **FIELD_LABELS,
+    "process.command_line": "Child command line",
+    "process.parent.command_line": "Parent command line",
+    "process.executable": "Child path",
+    "user.name": "User",
+    "event.severity": "Severity",
+    "event.risk_score": "Risk score",
 }
 # Confidence is a share of the decision frontier, 0..1.
 FIELD_FORMATS: Mapping[str, Any] = {
@@ -155,11 +163,11 @@ def canonical_json(value: Any) -> str:
 # ------------------------------------------------------------------------------------------ data views
 
 
-def _data_view(object_id: str, *, name: str, pattern: str) -> SavedObject:
+def _data_view(object_id: str, *, name: str, pattern: str, labels: Mapping[str, str]) -> SavedObject:
     return SavedObject(
         type="index-pattern",
         id=object_id,
-        version=2,  # 2: labels of the rarechild alert fields
+        version=3,  # 2: labels of the rarechild alert fields; 3: labels of the ECS fields
         attributes={
             "title": pattern,
             "name": name,
@@ -168,9 +176,7 @@ def _data_view(object_id: str, *, name: str, pattern: str) -> SavedObject:
             "allowNoIndex": True,
             "fields": "[]",
             "fieldFormatMap": canonical_json(FIELD_FORMATS),
-            "fieldAttrs": canonical_json(
-                {field: {"customLabel": label} for field, label in FIELD_LABELS.items()}
-            ),
+            "fieldAttrs": canonical_json({field: {"customLabel": label} for field, label in labels.items()}),
             "runtimeFieldMap": "{}",
             "sourceFilters": "[]",
             "typeMeta": "{}",
@@ -532,9 +538,14 @@ def saved_objects(
     :param events_pattern: the source events pattern, for the in-place (annotated events) search
     """
     results_data_view = _data_view(
-        RESULTS_DATA_VIEW_ID, name="Rare child outliers", pattern=f"{results_index}*"
+        RESULTS_DATA_VIEW_ID,
+        name="Rare child outliers",
+        pattern=f"{results_index}*",
+        labels=RESULTS_FIELD_LABELS,
     )
-    events_data_view = _data_view(EVENTS_DATA_VIEW_ID, name="Osquery process events", pattern=events_pattern)
+    events_data_view = _data_view(
+        EVENTS_DATA_VIEW_ID, name="Osquery process events", pattern=events_pattern, labels=FIELD_LABELS
+    )
     results_search = _search(
         RESULTS_SEARCH_ID,
         title="Rare child processes",
@@ -546,14 +557,15 @@ def saved_objects(
             "host.name",
             "outliers.aggregator",
             "outliers.term",
-            "OsqueryFilter.cmdline",
-            "OsqueryFilter.username",
+            "process.command_line",
+            "user.name",
             "outliers.confidence",
             "outliers.summary",
         ],
         query="not outliers.model_type:rarechild",
         breakdown_field="outliers.summary.keyword",
-        version=2,  # 2: the rarechild model's alerts have a search of their own
+        # 2: the rarechild model's alerts have a search of their own; 3: ECS fields, whatever the source
+        version=3,
     )
     scored_search = _search(
         SCORED_ALERTS_SEARCH_ID,
@@ -570,10 +582,12 @@ def saved_objects(
             "outliers.score",
             "outliers.count",
             "outliers.explanation",
-            "OsqueryFilter.cmdline",
+            "process.command_line",
+            "process.executable",
         ],
         query="outliers.model_type:rarechild",
         sort_field="outliers.score",
+        version=2,  # 2: ECS fields, whatever the source
     )
     annotated_search = _search(
         ANNOTATED_EVENTS_SEARCH_ID,

@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 TEMPLATE_PRIORITY = 200
 
 # Raise with every change of results_index_template (2: the OsqueryFilter fields Kibana shows, mapped;
-# 3: the rarechild alert fields: score, factors, count, event ids, hosts, first and last time).
-TEMPLATE_VERSION = 3
+# 3: the rarechild alert fields: score, factors, count, event ids, hosts, first and last time;
+# 4: the normalized ECS fields (process.*, user.name, event.*, rule.*, message) and outliers.detected_at).
+TEMPLATE_VERSION = 4
 
 DEFAULT_RESULTS_INDEX = "outliers-rare-child"
 
@@ -77,6 +78,39 @@ def results_index_template(
                 "@timestamp": {"type": "date"},
                 "tags": dict(keyword),
                 "host": {"properties": {"name": dict(keyword)}},
+                # The normalized ECS fields every results document carries (connector/results/ecs.py),
+                # whatever the source's shape: the Kibana objects and the Security rule read only these.
+                "process": {
+                    "properties": {
+                        "name": copy.deepcopy(event_string),
+                        "executable": copy.deepcopy(event_string),
+                        "command_line": copy.deepcopy(event_string),
+                        "hash": {"properties": {"sha256": dict(keyword)}},
+                        "parent": {
+                            "properties": {
+                                "name": copy.deepcopy(event_string),
+                                "command_line": copy.deepcopy(event_string),
+                            }
+                        },
+                    }
+                },
+                "user": {"properties": {"name": copy.deepcopy(event_string)}},
+                "event": {
+                    "properties": {
+                        "kind": dict(keyword),
+                        "category": dict(keyword),
+                        "type": dict(keyword),
+                        "dataset": dict(keyword),
+                        "risk_score": {"type": "float"},
+                        "severity": {"type": "long"},
+                    }
+                },
+                "rule": {
+                    "properties": {
+                        name: dict(keyword) for name in ("id", "name", "description", "category", "ruleset")
+                    }
+                },
+                "message": {"type": "match_only_text"},
                 # The osquery fields the bundled Kibana objects show (kibana_saved_objects/), mapped
                 # explicitly as the dynamic rule above would map them: Kibana then knows them before
                 # the first outlier arrives, and a test can check the objects against this template.
@@ -127,6 +161,9 @@ def results_index_template(
                         "last_time": {"type": "date"},
                         "flagged_events_only": {"type": "boolean"},
                         "whitelisted_events": {"type": "long"},
+                        # when the connector first wrote the finding (kept on rewrites): the time a
+                        # Security rule selects new findings by (template version 4)
+                        "detected_at": {"type": "date"},
                     }
                 },
             },

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
@@ -24,6 +25,7 @@ from connector.results.report import AnnotateMode, Tally, WriteReport
 from connector.results.template import results_index_template
 from connector.results.transport import BULK_CHUNK_SIZE, WriteRequests
 from connector.sources.elasticsearch import TimeBudget
+from connector.timerange import isoformat_z
 
 log = logging.getLogger(__name__)
 
@@ -193,12 +195,17 @@ def _write_results(
         documents[document_id] = document
 
     sent = False
+    now = isoformat_z(datetime.now(UTC))
     ids = list(documents)
     for start in range(0, len(ids), BULK_CHUNK_SIZE):
         chunk = ids[start : start + BULK_CHUNK_SIZE]
         stored, index_missing = _stored_sources(requests, results_index, chunk)
         if index_missing:
             _create_results_index(requests, results_index)
+        for document_id in chunk:
+            documents[document_id] = _with_detection_time(
+                documents[document_id], stored.get(document_id), now
+            )
         to_send = [document_id for document_id in chunk if stored.get(document_id) != documents[document_id]]
         tally.unchanged += len(chunk) - len(to_send)
         if not to_send:
@@ -226,6 +233,20 @@ def _write_results(
     if refresh and not sent and documents:
         # Everything was already there: still honour the caller's request to make it searchable.
         requests.call(lambda es: es.indices.refresh(index=results_index), "refreshing the results index")
+
+
+def _with_detection_time(document: dict[str, Any], stored: Any, now: str) -> dict[str, Any]:
+    """``document`` with ``outliers.detected_at``: the stored one when the finding is already there, else now.
+
+    Kept on rewrites, so an unchanged finding stays unchanged and a rule that selects new findings by this
+    time (the Elastic Security rule) sees each one once, however late its event was.
+    """
+    detected = now
+    if isinstance(stored, Mapping) and isinstance(stored.get("outliers"), Mapping):
+        detected = stored["outliers"].get("detected_at") or now
+    outliers = dict(document.get("outliers") or {})
+    outliers["detected_at"] = detected
+    return {**document, "outliers": outliers}
 
 
 def _create_results_index(requests: WriteRequests, results_index: str) -> None:

@@ -19,3 +19,7 @@ class EventSource(Protocol):
     def entries(self, use_case: UseCase, pairs: set[Pair]) -> Iterator[Entry]:
         """Every entry whose pair is in ``pairs``, in event order, duplicates kept."""
         ...
+
+    def field_names(self) -> frozenset[str]:
+        """The fields the events have (a data profile is detected from them)."""
+        ...

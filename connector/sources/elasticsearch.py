@@ -181,6 +181,7 @@ class ElasticsearchSource:
         self._fields: ResolvedFields | None = None
         self._path_fields: dict[str, str | None] = {}
         self._caps: Mapping[str, Mapping[str, Any]] = {}
+        self._field_caps_response: Mapping[str, Any] | None = None
         self._keys = _PairKeys()
 
     # -- the EventSource protocol -------------------------------------------------------------
@@ -375,12 +376,24 @@ class ElasticsearchSource:
 
     # -- field resolution ---------------------------------------------------------------------
 
+    def field_names(self) -> frozenset[str]:
+        """Every field the target indices map (what a data profile is detected from)."""
+        return frozenset(self._field_caps().get("fields", {}))
+
+    def _field_caps(self) -> Mapping[str, Any]:
+        """The field capabilities of the target indices, asked once per detection."""
+        if self._field_caps_response is None:
+            self._admit_indices()
+            self._field_caps_response = self._call(
+                "field_caps", index=self.index, fields="*", allow_no_indices=True
+            )
+        return self._field_caps_response
+
     def resolve_fields(self, use_case: UseCase) -> ResolvedFields:
         """Map each configured path to an aggregatable field (a text field uses its keyword sub-field)."""
         if self._fields is not None:
             return self._fields
-        self._admit_indices()
-        response = self._call("field_caps", index=self.index, fields="*", allow_no_indices=True)
+        response = self._field_caps()
         indices = response.get("indices", [])
         if not indices:
             raise FieldError(
@@ -403,7 +416,7 @@ class ElasticsearchSource:
                 details=[{"field": use_case.timestamp_field, "indices": indices[:20]}],
             )
         try:
-            host = resolve(self.host_field, "host_field")
+            host = resolve(use_case.host_field, "host_field")
         except FieldError:
             host = None  # host counts are an explanation, not a requirement
         self._fields = ResolvedFields(
@@ -454,6 +467,8 @@ class ElasticsearchSource:
             filters.extend(item["query"] for item in use_case.es_dsl_filter)
         elif use_case.es_query_filter:
             filters.append({"query_string": {"query": use_case.es_query_filter}})
+        # The data profile's conditions (connector/profiles.py): e.g. ECS process starts only.
+        filters.extend({"term": {name: value}} for name, value in use_case.profile_conditions)
         filters.extend(extra)
         return {"bool": {"filter": filters}}
 

@@ -19,6 +19,7 @@ from connector.errors import InputError
 from connector.model.fields import ABSENT, event_pairs, lookup, text_at
 from connector.model.rarechild import GroupCount, PathCount
 from connector.model.terms import Entry, Pair, PairCounts, count_event, entries_of_event
+from connector.profiles import meets
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +121,27 @@ class NdjsonSource:
             if self.progress:
                 self.progress(line_number if bytes_read else 0, bytes_read)
 
+    def field_names(self) -> frozenset[str]:
+        """The fields of the file's first events (what a data profile is detected from)."""
+        names: set[str] = set()
+        for number, hit in enumerate(self.hits()):
+            if number >= FieldPresence.SAMPLE_EVENTS:
+                break
+            names.update(_leaf_paths(hit["_source"]))
+        return frozenset(names)
+
+    def admitted_hits(self, use_case: UseCase | RareChildUseCase) -> Iterator[dict[str, Any]]:
+        """The hits that meet the use case's data-profile conditions (all of them without conditions)."""
+        conditions = use_case.profile_conditions
+        for hit in self.hits():
+            if not conditions or meets(hit["_source"], conditions):
+                yield hit
+
     def pair_counts(self, use_case: UseCase) -> tuple[PairCounts, int]:
         counts = PairCounts()
         events = 0
         presence = FieldPresence(use_case)
-        for hit in self.hits():
+        for hit in self.admitted_hits(use_case):
             events += 1
             presence.see(hit["_source"])
             count_event(counts, use_case, hit["_source"])
@@ -132,7 +149,7 @@ class NdjsonSource:
         return counts, events
 
     def entries(self, use_case: UseCase, pairs: set[Pair]) -> Iterator[Entry]:
-        for hit in self.hits():
+        for hit in self.admitted_hits(use_case):
             yield from entries_of_event(use_case, hit, pairs)
 
     def rarechild_counts(
@@ -145,7 +162,7 @@ class NdjsonSource:
         by_path: dict[tuple[str, str, str | None], int] = {}
         events = 0
         presence = FieldPresence(use_case)
-        for hit in self.hits():
+        for hit in self.admitted_hits(use_case):
             events += 1
             source = hit["_source"]
             presence.see(source)
@@ -175,7 +192,7 @@ class NdjsonSource:
         if range_start is not None:
             raise ValueError("an NDJSON file is analysed whole: it has no baseline")
         found: dict[Pair, list[dict[str, Any]]] = {pair: [] for pair in wanted}
-        for hit in self.hits():
+        for hit in self.admitted_hits(use_case):
             source = hit["_source"]
             pairs = event_pairs(source, aggregator=use_case.aggregator, target=use_case.target)
             if not pairs:

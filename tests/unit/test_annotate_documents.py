@@ -197,6 +197,24 @@ def test_results_document_is_the_event_plus_tags_and_the_outliers_object(use_cas
             "first_seen_in_range": True,
             "top_terms": [{"term": "chrome.exe", "count": 500}, {"term": "cmd.exe", "count": 1}],
         },
+        # ECS, whatever the source's shape (the osquery profile here): the process start and the alert
+        "process": {"name": "cmd.exe", "parent": {"name": "chrome.exe"}},
+        "event": {
+            "kind": "alert",
+            "category": ["process"],
+            "type": ["start"],
+            "risk_score": 39.51,  # 21 + 52 x confidence 0.356
+            "severity": 1,
+            "dataset": "rare_child_connector.outliers",
+        },
+        "rule": {
+            "id": "terms_rare_childname",
+            "name": "terms_rare_childname",
+            "description": "rare child process",
+            "category": "process execution",
+            "ruleset": "rare-child-connector",
+        },
+        "message": "rare child process cmd.exe for chrome.exe",
     }
     assert hit["_source"] == source_before, "the hit must not be changed"
 
