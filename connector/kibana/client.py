@@ -437,6 +437,11 @@ class KibanaClient:
             )
         if status == 400 and bad_request is not None:
             raise KibanaError(f"{bad_request} (400: {message})")
+        if status in (502, 503, 504):
+            raise KibanaUnavailableError(
+                f"Kibana at {self.connection.url} answered {status} to {what} ({message}): it is starting, "
+                "overloaded or behind a failing proxy; retry when its status page shows it available"
+            )
         raise KibanaError(f"Kibana answered {status} to {what}: {message}")
 
     @staticmethod
