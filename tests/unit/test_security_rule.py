@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator
 
 from connector.cli.commands import main
 from connector.errors import ConfigError
+from connector.kibana.client import KibanaClient, KibanaConnection
 from connector.kibana.security_rule import (
     DEFAULT_SECURITY_RULE_ID,
     LOOKBACK_SECONDS,
@@ -290,3 +291,12 @@ def test_the_dry_run_prints_exactly_the_rendered_rule_and_it_validates(monkeypat
     assert shown == render_security_rule(results_index="soc-findings", interval="10m", enabled=False)
     assert detection_rule_problems(shown) == []
     assert "a-key-that-must-not-be-printed" not in result.output
+
+
+def test_a_rule_without_rule_id_is_refused_before_anything_is_sent():
+    """Without a rule_id Kibana would make one up, and the next run would create a second rule."""
+    rule = render_security_rule()
+    del rule["rule_id"]
+    client = KibanaClient(KibanaConnection.from_env({}, url="http://127.0.0.1:9"))
+    with pytest.raises(ConfigError, match="has no rule_id"):
+        client.put_detection_rule(rule)
