@@ -1,4 +1,4 @@
-"""The scheduling assets (Watcher watch, Kibana connector and rule) filled in for one deployment.
+"""The scheduling assets (Watcher watch, Kibana connector and rules) filled in for one deployment.
 
 The assets in ``kibana_saved_objects/`` are reviewed JSON files with ``${NAME}`` placeholders where a
 deployment differs: the service's scheme, host, port and path prefix, and its basic credentials. Mustache
@@ -39,6 +39,7 @@ ASSETS_DIR = _assets_dir()
 WATCH_ASSET = ASSETS_DIR / "watch-rare-child.json"
 KIBANA_CONNECTOR_ASSET = ASSETS_DIR / "kibana-connector-webhook.json"
 KIBANA_RULE_ASSET = ASSETS_DIR / "kibana-rule-rare-child.json"
+SECURITY_RULE_ASSET = ASSETS_DIR / "security-rule-rare-child.json"
 DETECT_PATH = "/api/v1/detect"
 REDACTED = "**********"
 #: Loggers of the Elasticsearch client that write request bodies (``elastic_transport.node`` at DEBUG).

@@ -1,5 +1,5 @@
-"""What Kibana's APIs accept, as offline checks: saved objects for the import, the Webhook connector and the
-Elasticsearch-query rule.
+"""What Kibana's APIs accept, as offline checks: saved objects for the import, the Webhook connector, the
+Elasticsearch-query rule and the Elastic Security detection rule.
 
 One set of rules, used twice: the unit tests check the shipped assets with them (tests/unit/
 test_saved_objects.py, test_scheduling_assets.py), and the Kibana stand-in of the installer tests
@@ -11,6 +11,9 @@ Saved objects are checked as the minimum supported Kibana (8.11) imports them: e
 versions, the attribute keys the search and dashboard schemas allow (they forbid unknown keys), those
 Kibana writes for data views and Lens, JSON-encoded attributes, references. The connector and rule bodies
 are checked against the create (``POST``) and update (``PUT``) bodies of the actions and alerting APIs.
+The detection rule is checked with a JSON Schema restated from Kibana's OpenAPI description of
+``POST /api/detection_engine/rules`` (tests/schemas/detection-engine-query-rule.schema.json, which names its
+sources); ``PUT`` on the same path takes the same body.
 """
 
 from __future__ import annotations
@@ -18,7 +21,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
 from typing import Any
+
+from jsonschema import Draft202012Validator
 
 MINIMUM_KIBANA_VERSION = "8.11.0"
 
@@ -437,3 +444,26 @@ def _action_problems(action: Any) -> list[str]:
         elif not isinstance(frequency["summary"], bool) or frequency["notify_when"] not in NOTIFY_WHEN:
             problems.append("frequency.summary is not a boolean or frequency.notify_when is unknown")
     return problems
+
+
+# -- the detection rule (Elastic Security, detection engine API) ------------------------------------------
+
+DETECTION_RULE_SCHEMA_PATH = Path(__file__).parent / "schemas" / "detection-engine-query-rule.schema.json"
+DETECTION_ENGINE_API_VERSION = "2023-10-31"
+
+
+@cache
+def _detection_rule_validators() -> dict[str, Draft202012Validator]:
+    schema = json.loads(DETECTION_RULE_SCHEMA_PATH.read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    kibana_only = {key: value for key, value in schema.items() if key != "allOf"}
+    kibana_only["$ref"] = "#/$defs/kibana"
+    return {"project": Draft202012Validator(schema), "kibana": Draft202012Validator(kibana_only)}
+
+
+def detection_rule_problems(body: Any, *, kibana_only: bool = False) -> list[str]:
+    """Why ``POST``/``PUT /api/detection_engine/rules`` would refuse this query rule body, or (without
+    ``kibana_only``) why it is not the rule this project installs; each problem names its JSON path."""
+    validator = _detection_rule_validators()["kibana" if kibana_only else "project"]
+    errors = sorted(validator.iter_errors(body), key=lambda error: (list(error.absolute_path), error.message))
+    return [f"{error.json_path}: {error.message}" for error in errors]

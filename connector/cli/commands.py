@@ -22,7 +22,7 @@ from elasticsearch import Elasticsearch
 
 from connector import __version__
 from connector.cli.options import fail
-from connector.cli.setup_kibana import kibana_command, kibana_connector_command
+from connector.cli.setup_kibana import kibana_command, kibana_connector_command, security_rule_command
 from connector.cli.setup_watch import watch_command
 from connector.config import load_use_case
 from connector.engine import (
@@ -338,7 +338,7 @@ def check_knowledge(path: Path | None) -> None:
 
 @main.group()
 def setup() -> None:
-    """Install what the connector needs in Elasticsearch and Kibana (template, objects, schedule)."""
+    """Install what the connector needs in Elasticsearch and Kibana (template, objects, schedule, alerts)."""
 
 
 @setup.command("template")
@@ -393,3 +393,4 @@ def _terminal_progress(events_path: Path):  # type: ignore[no-untyped-def]
 setup.add_command(watch_command)
 setup.add_command(kibana_command)
 setup.add_command(kibana_connector_command)
+setup.add_command(security_rule_command)

@@ -1,4 +1,4 @@
-"""``connector setup kibana`` and ``connector setup kibana-connector``: the Kibana installers' options."""
+"""``connector setup kibana``, ``kibana-connector`` and ``security-rule``: the Kibana installers' options."""
 
 from __future__ import annotations
 
@@ -27,11 +27,13 @@ from connector.kibana.alerting import (
     render_rule,
 )
 from connector.kibana.client import DEFAULT_BUNDLE, KibanaClient, KibanaConnection
+from connector.kibana.security_rule import DEFAULT_INTERVAL, DEFAULT_SECURITY_RULE_ID, render_security_rule
 from connector.scheduling import (
     ServiceCredentials,
     ServiceEndpoint,
     redacted,
 )
+from connector.settings import DEFAULT_RESULTS_INDEX
 
 
 @click.command("kibana")
@@ -155,3 +157,70 @@ def kibana_connector_command(
             click.echo(f"{rule_result} rule {rule_id}: calls connector {connector_id} every hour", err=True)
     except ConnectorError as error:
         fail(error)
+
+
+@click.command("security-rule")
+@KIBANA_URL_OPTION
+@SPACE_OPTION
+@click.option(
+    "--results-index",
+    default=DEFAULT_RESULTS_INDEX,
+    show_default=True,
+    metavar="NAME",
+    help="The connector's results index; the rule reads NAME* (rollover indices included).",
+)
+@click.option(
+    "--rule-id",
+    default=DEFAULT_SECURITY_RULE_ID,
+    show_default=True,
+    help="rule_id of the detection rule (running again updates the rule with this id).",
+)
+@click.option(
+    "--interval",
+    default=DEFAULT_INTERVAL,
+    show_default=True,
+    metavar="DURATION",
+    help="How often the rule runs (<number><s|m|h|d>, at least 1m); each run looks back 2m further.",
+)
+@click.option(
+    "--enabled/--disabled", default=True, show_default=True, help="Whether the rule runs once installed."
+)
+@CA_CERTS_OPTION
+@TIMEOUT_OPTION
+@click.option("--dry-run", is_flag=True, help="Print the rule as it would be sent; send nothing.")
+def security_rule_command(
+    kibana_url: str,
+    space: str | None,
+    results_index: str,
+    rule_id: str,
+    interval: str,
+    enabled: bool,
+    ca_certs: str | None,
+    timeout: float,
+    dry_run: bool,
+) -> None:
+    """Create or update the Elastic Security rule that raises an alert for each finding in the results index.
+
+    A custom query rule of Kibana's detection engine: it works on a Basic licence.
+    """
+    try:
+        connection = KibanaConnection.from_env(
+            url=kibana_url, space=space, ca_certs=ca_certs, timeout_seconds=timeout
+        )
+        rule = render_security_rule(
+            results_index=results_index, rule_id=rule_id, interval=interval, enabled=enabled
+        )
+        if dry_run:
+            click.echo(json.dumps(rule, indent=2, ensure_ascii=False))
+            return
+        result = KibanaClient(connection).put_detection_rule(rule)
+    except ConnectorError as error:
+        fail(error)
+        return
+    where = f"space {connection.space}" if connection.space else "the default space"
+    state = "runs" if enabled else "is disabled; it would run"
+    click.echo(
+        f"{result} detection rule {rule_id} in {where} of {connection.url}: {state} every {interval} "
+        f"over {', '.join(rule['index'])} ({rule['query']})",
+        err=True,
+    )

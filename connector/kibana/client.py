@@ -1,4 +1,5 @@
-"""A small Kibana API client for the installer: saved-objects import, the webhook connector and its rule.
+"""A small Kibana API client for the installers: saved-objects import, the webhook connector and its rule,
+and the Elastic Security detection rule.
 
 Standard library only (``urllib``): the service does not need an HTTP client library, and the installer
 should not add one. Each call is one bounded request (a timeout, no retries, no redirects: a redirect
@@ -46,6 +47,18 @@ DEFAULT_TIMEOUT_SECONDS = 60.0
 _SPACE_ID = re.compile(r"[a-z0-9_-]+")
 _OBJECT_ID = re.compile(r"[A-Za-z0-9._-]+")
 _MAX_MESSAGE_CHARS = 500
+DETECTION_RULES_PATH = "/api/detection_engine/rules"
+#: The detection engine's public routes are versioned; 2023-10-31 is the only version of this one (8.11+).
+DETECTION_ENGINE_HEADERS = {"elastic-api-version": "2023-10-31"}
+_FORBIDDEN = (
+    "it needs 'all' on Saved Objects Management (import) or on Actions and Connectors and Stack Rules "
+    "(connector, rule) in the space, and the Webhook connector needs a Gold licence"
+)
+_DETECTION_REFUSED = "Kibana refused the detection rule"
+_DETECTION_FORBIDDEN = (
+    "it needs 'all' on the Security feature (rules) in the space, and 'read' and 'view_index_metadata' on "
+    "the results index, which the rule reads with the privileges of whoever installs it"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -296,6 +309,35 @@ class KibanaClient:
         self._check(self._send("PUT", path, json_body=update), "updating the rule")
         return "updated"
 
+    # -- the detection engine (Elastic Security) --------------------------------------------------
+
+    def put_detection_rule(self, definition: Mapping[str, Any]) -> str:
+        """Create the detection rule, or replace it when its ``rule_id`` exists; ``"created"``/``"updated"``.
+
+        ``POST /api/detection_engine/rules`` answers 409 for a ``rule_id`` that exists; ``PUT`` on the same
+        path then replaces that rule with the same body (it finds the rule by the body's ``rule_id``).
+        """
+        if not isinstance(definition.get("rule_id"), str) or not definition["rule_id"]:
+            raise ConfigError("the detection rule has no rule_id, so it could not be updated later")
+        body = dict(definition)
+        created = self._send("POST", DETECTION_RULES_PATH, json_body=body, headers=DETECTION_ENGINE_HEADERS)
+        if created.status != 409:
+            self._check(
+                created,
+                "creating the detection rule",
+                bad_request=_DETECTION_REFUSED,
+                forbidden=_DETECTION_FORBIDDEN,
+            )
+            return "created"
+        updated = self._send("PUT", DETECTION_RULES_PATH, json_body=body, headers=DETECTION_ENGINE_HEADERS)
+        self._check(
+            updated,
+            "updating the detection rule",
+            bad_request=_DETECTION_REFUSED,
+            forbidden=_DETECTION_FORBIDDEN,
+        )
+        return "updated"
+
     # -- transport -------------------------------------------------------------------------------
 
     def _send(
@@ -307,12 +349,14 @@ class KibanaClient:
         json_body: Any = None,
         data: bytes | None = None,
         content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> KibanaResponse:
         url = self.connection.api_url(path, query)
         headers = {
             "kbn-xsrf": "rare-child-connector",
             "Accept": "application/json",
             "User-Agent": f"rare-child-connector/{__version__}",
+            **(headers or {}),
         }
         if json_body is not None:
             data = json.dumps(json_body).encode()
@@ -362,7 +406,14 @@ class KibanaClient:
             )
         return KibanaUnavailableError(f"Kibana at {url} is unreachable ({reason})")
 
-    def _check(self, response: KibanaResponse, what: str, *, bad_request: str | None = None) -> None:
+    def _check(
+        self,
+        response: KibanaResponse,
+        what: str,
+        *,
+        bad_request: str | None = None,
+        forbidden: str = _FORBIDDEN,
+    ) -> None:
         status = response.status
         if 200 <= status < 300:
             if response.body is None:
@@ -378,11 +429,7 @@ class KibanaClient:
                 "or KIBANA_USERNAME/KIBANA_PASSWORD"
             )
         if status == 403:
-            raise KibanaAuthError(
-                f"Kibana's user may not do {what} (403: {message}); it needs 'all' on Saved Objects "
-                "Management (import) or on Actions and Connectors and Stack Rules (connector, rule) in "
-                "the space, and the Webhook connector needs a Gold licence"
-            )
+            raise KibanaAuthError(f"Kibana's user may not do {what} (403: {message}); {forbidden}")
         if status == 404:
             raise KibanaError(
                 f"Kibana answered 404 to {what} ({message}); check that space "
@@ -390,6 +437,11 @@ class KibanaClient:
             )
         if status == 400 and bad_request is not None:
             raise KibanaError(f"{bad_request} (400: {message})")
+        if status in (502, 503, 504):
+            raise KibanaUnavailableError(
+                f"Kibana at {self.connection.url} answered {status} to {what} ({message}): it is starting, "
+                "overloaded or behind a failing proxy; retry when its status page shows it available"
+            )
         raise KibanaError(f"Kibana answered {status} to {what}: {message}")
 
     @staticmethod

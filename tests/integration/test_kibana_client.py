@@ -2,11 +2,13 @@
 
 The stand-in (``http.server`` on 127.0.0.1, one thread, bounded by timeouts) checks what Kibana checks:
 method, path with the space prefix, the ``overwrite`` query parameter, the ``kbn-xsrf`` header, the
-``Authorization`` header, and for imports a ``multipart/form-data`` body with one part named ``file``
-whose filename ends in ``.ndjson``. It also checks every body with the offline checks the shipped assets
-are checked with (tests/kibana_api.py): each saved object of an uploaded file, and the connector and rule
-bodies of create (POST) and update (PUT). A request that breaks a rule is answered 418 and recorded in
-``problems``. Answers are the shapes Kibana's saved-objects, actions and alerting APIs document.
+``Authorization`` header, the ``elastic-api-version`` header when one is sent, and for imports a
+``multipart/form-data`` body with one part named ``file`` whose filename ends in ``.ndjson``. It also
+checks every body with the offline checks the shipped assets are checked with (tests/kibana_api.py): each
+saved object of an uploaded file, the connector and rule bodies of create (POST) and update (PUT), and
+the detection rule against the schema restated from Kibana's OpenAPI. A request that breaks a rule is
+answered 418 and recorded in ``problems``. Answers are the shapes Kibana's saved-objects, actions,
+alerting and detection engine APIs document.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from click.testing import CliRunner
 
-from connector.cli.setup_kibana import kibana_command, kibana_connector_command
+from connector.cli.setup_kibana import kibana_command, kibana_connector_command, security_rule_command
 from connector.errors import (
     ConfigError,
     KibanaAuthError,
@@ -40,11 +42,14 @@ from connector.errors import (
 )
 from connector.kibana.alerting import DEFAULT_CONNECTOR_ID, DEFAULT_RULE_ID, render_connector, render_rule
 from connector.kibana.client import DEFAULT_BUNDLE, KibanaClient, KibanaConnection
+from connector.kibana.security_rule import DEFAULT_SECURITY_RULE_ID, render_security_rule
 from connector.scheduling import ServiceCredentials, ServiceEndpoint
 from connector.settings import Secret
 from tests.kibana_api import (
     CORE_MIGRATION_VERSION,
+    DETECTION_ENGINE_API_VERSION,
     TYPE_MIGRATION_VERSION,
+    detection_rule_problems,
     es_query_rule_problems,
     import_file_problems,
     webhook_connector_problems,
@@ -126,6 +131,10 @@ class Recorded:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+
+    def header(self, name: str) -> str | None:
+        """A header's value by its case-insensitive name (urllib sends ``Kbn-xsrf``, HTTP ignores case)."""
+        return next((value for key, value in self.headers.items() if key.lower() == name.lower()), None)
 
 
 @dataclass
@@ -209,6 +218,9 @@ def check_request(
         problems.append("no kbn-xsrf header")
     if request.headers.get("Authorization") != authorization:
         problems.append(f"Authorization header is {request.headers.get('Authorization')!r}")
+    version = request.header("elastic-api-version")
+    if version is not None and version != DETECTION_ENGINE_API_VERSION:
+        problems.append(f"elastic-api-version {version!r} is not a version of this route")
     if request.path.endswith("/api/saved_objects/_import"):
         problems.extend(check_import(request, import_file, overwrite))
     elif request.method in ("POST", "PUT"):
@@ -230,6 +242,8 @@ def check_body(request: Recorded, body: Any) -> list[str]:
         return [f"connector: {problem}" for problem in webhook_connector_problems(body, create=create)]
     if "/api/alerting/rule/" in request.path:
         return [f"rule: {problem}" for problem in es_query_rule_problems(body, create=create)]
+    if request.path.endswith("/api/detection_engine/rules"):  # PUT (update) takes the create body
+        return [f"detection rule: {problem}" for problem in detection_rule_problems(body, kibana_only=True)]
     return [f"no body check for {request.method} {request.path}"]
 
 
@@ -869,3 +883,172 @@ def test_kibana_connector_dry_run_masks_the_password_and_sends_nothing():
     assert shown["connector"]["config"]["url"] == "https://rcp.internal:8443/rcp/api/v1/detect"
     assert json.loads(shown["rule"]["actions"][0]["params"]["body"])["use_case"] == "terms_rare_childname"
     assert SERVICE_PASSWORD not in result.output
+
+
+# -- the Elastic Security detection rule -----------------------------------------------------------
+
+
+DETECTION_PATH = "/api/detection_engine/rules"
+RULE_EXISTS = {
+    "message": f'rule_id: "{DEFAULT_SECURITY_RULE_ID}" already exists',
+    "status_code": 409,
+}
+
+
+def basic_header() -> str:
+    return f"Basic {base64.b64encode(f'{USERNAME}:{PASSWORD}'.encode()).decode()}"
+
+
+def dry_run_rule(args: list[str]) -> dict[str, Any]:
+    """What ``--dry-run`` prints for ``args`` (against a port nobody listens on: nothing can be sent)."""
+    url = f"http://127.0.0.1:{closed_port()}"
+    result = run(
+        security_rule_command, ["--kibana-url", url, *args, "--dry-run"], {"KIBANA_API_KEY": API_KEY}
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_security_rule_command_sends_exactly_the_dry_run_rule():
+    """One POST to the space's detection engine with the dry-run JSON, kbn-xsrf, the API version and the
+    API key; the stand-in checks the body against Kibana's schema."""
+    args = ["--space", "soc", "--results-index", "soc-findings", "--interval", "10m"]
+    expected = dry_run_rule(args)
+    replies = {("POST", f"/s/soc{DETECTION_PATH}"): Reply(200, {"id": "a1b2", **expected})}
+    with kibana_stand_in(replies, authorization=api_key_header()) as stand_in:
+        result = run(
+            security_rule_command, ["--kibana-url", stand_in.url, *args], {"KIBANA_API_KEY": API_KEY}
+        )
+    assert result.exit_code == 0, result.output
+    assert stand_in.problems == []
+    assert stand_in.calls() == [("POST", f"/s/soc{DETECTION_PATH}")]
+    (request,) = stand_in.requests
+    assert json.loads(request.body) == expected
+    assert request.header("kbn-xsrf") and request.header("Content-Type") == "application/json"
+    assert request.header("elastic-api-version") == "2023-10-31"
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"created detection rule {DEFAULT_SECURITY_RULE_ID} in space soc of {stand_in.url}: runs every 10m "
+        "over soc-findings* (event.kind:alert)\n"
+    )
+    assert API_KEY not in result.output
+
+
+def test_an_existing_rule_id_is_replaced_with_put_and_the_same_body(caplog):
+    """POST answers 409 (the rule_id exists): the same body goes to PUT, found by its rule_id; basic auth,
+    and the password appears in no output and no log record, even at DEBUG."""
+    caplog.set_level(logging.DEBUG)
+    expected = dry_run_rule(["--disabled"])
+    replies = {
+        ("POST", DETECTION_PATH): Reply(409, RULE_EXISTS),
+        ("PUT", DETECTION_PATH): Reply(200, {"id": "a1b2", **expected}),
+    }
+    with kibana_stand_in(replies, authorization=basic_header()) as stand_in:
+        result = run(
+            security_rule_command,
+            ["--kibana-url", stand_in.url, "--disabled"],
+            {"KIBANA_USERNAME": USERNAME, "KIBANA_PASSWORD": PASSWORD},
+        )
+    assert result.exit_code == 0, result.output
+    assert stand_in.problems == []
+    assert stand_in.calls() == [("POST", DETECTION_PATH), ("PUT", DETECTION_PATH)]
+    assert [json.loads(request.body) for request in stand_in.requests] == [expected, expected]
+    assert all(request.header("elastic-api-version") == "2023-10-31" for request in stand_in.requests)
+    assert result.stderr.startswith(f"updated detection rule {DEFAULT_SECURITY_RULE_ID} in the default space")
+    assert "is disabled; it would run every 5m" in result.stderr
+    for secret in (PASSWORD, basic_header().removeprefix("Basic ")):
+        assert secret not in result.output
+        assert all(secret not in record.getMessage() for record in caplog.records)
+
+
+FORBIDDEN_RULES = {
+    "statusCode": 403,
+    "error": "Forbidden",
+    "message": "API [POST /api/detection_engine/rules] is unauthorized for user, this action is granted by "
+    "the Kibana privileges [securitySolution-rules-all]",
+}
+NOT_READY = {"statusCode": 503, "error": "Service Unavailable", "message": "License is not available."}
+INTERNAL = {"message": "An internal server error occurred", "status_code": 500}
+REFUSED_RULE = {
+    "message": "[request body]: investigation_fields: Expected object, received array",
+    "status_code": 400,
+}
+
+
+@pytest.mark.parametrize(
+    ("replies", "error", "message"),
+    [
+        (
+            {("POST", DETECTION_PATH): Reply(401, UNAUTHORIZED)},
+            KibanaAuthError,
+            "Kibana refused the credentials (401: [security_exception]: unable to authenticate with provided "
+            "credentials); check KIBANA_API_KEY or KIBANA_USERNAME/KIBANA_PASSWORD",
+        ),
+        (
+            {("POST", DETECTION_PATH): Reply(403, FORBIDDEN_RULES)},
+            KibanaAuthError,
+            f"Kibana's user may not do creating the detection rule (403: {FORBIDDEN_RULES['message']}); "
+            "it needs 'all' on the Security feature (rules) in the space, and 'read' and "
+            "'view_index_metadata' on the results index, which the rule reads with the privileges of "
+            "whoever installs it",
+        ),
+        (
+            {
+                ("POST", DETECTION_PATH): Reply(409, RULE_EXISTS),
+                ("PUT", DETECTION_PATH): Reply(403, FORBIDDEN_RULES),
+            },
+            KibanaAuthError,
+            "Kibana's user may not do updating the detection rule (403: ",
+        ),
+        (
+            {("POST", DETECTION_PATH): Reply(503, NOT_READY)},
+            KibanaUnavailableError,
+            "answered 503 to creating the detection rule (License is not available.): it is starting, "
+            "overloaded or behind a failing proxy; retry when its status page shows it available",
+        ),
+        (
+            {("POST", DETECTION_PATH): Reply(500, INTERNAL)},
+            KibanaError,
+            "Kibana answered 500 to creating the detection rule: An internal server error occurred",
+        ),
+        (
+            {("POST", DETECTION_PATH): Reply(400, REFUSED_RULE)},
+            KibanaError,
+            f"Kibana refused the detection rule (400: {REFUSED_RULE['message']})",
+        ),
+    ],
+    ids=["401", "403", "403-on-update", "503", "500", "400"],
+)
+def test_refusals_of_the_detection_rule_are_clear_errors_without_secrets(replies, error, message, caplog):
+    """Each answer becomes the project's error with what to fix; the command exits 1 with that message and
+    neither it nor any log record holds the password."""
+    caplog.set_level(logging.DEBUG)
+    env = {"KIBANA_USERNAME": USERNAME, "KIBANA_PASSWORD": PASSWORD}
+    rule = render_security_rule()
+    with kibana_stand_in(replies, authorization=basic_header()) as stand_in:
+        with pytest.raises(error) as raised:
+            KibanaClient(connection(stand_in.url, **env)).put_detection_rule(rule)
+        result = run(security_rule_command, ["--kibana-url", stand_in.url], env)
+    assert type(raised.value) is error
+    assert message in raised.value.message
+    assert stand_in.problems == []
+    assert result.exit_code == 1
+    assert result.output == f"error: {raised.value.message}\n"
+    for secret in (PASSWORD, basic_header().removeprefix("Basic ")):
+        assert secret not in result.output
+        assert all(secret not in record.getMessage() for record in caplog.records)
+
+
+def test_a_detection_rule_kibana_would_refuse_fails_at_the_stand_in():
+    """The stand-in validates the rule with Kibana's schema: a wrong severity is answered 418 with the
+    problem, so the tests above would catch a rendered rule Kibana refuses."""
+    rule = {**render_security_rule(), "severity": "severe"}
+    replies = {("POST", DETECTION_PATH): Reply(200, {"id": "a1b2"})}
+    with (
+        kibana_stand_in(replies, authorization=api_key_header()) as stand_in,
+        pytest.raises(KibanaError, match="418"),
+    ):
+        KibanaClient(connection(stand_in.url)).put_detection_rule(rule)
+    assert stand_in.problems == [
+        "detection rule: $.severity: 'severe' is not one of ['low', 'medium', 'high', 'critical']"
+    ]

@@ -272,7 +272,7 @@ def test_an_unreachable_elasticsearch_is_named_in_the_message(tmp_path, use_case
     )
 
 
-@pytest.mark.parametrize("command", ["kibana", "kibana-connector"])
+@pytest.mark.parametrize("command", ["kibana", "kibana-connector", "security-rule"])
 def test_kibana_installers_without_a_url_name_both_ways_to_give_it(command, monkeypatch):
     monkeypatch.delenv("KIBANA_URL", raising=False)
     result = CliRunner().invoke(main, ["setup", command])
