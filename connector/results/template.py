@@ -110,7 +110,8 @@ def results_index_template(
                         name: dict(keyword) for name in ("id", "name", "description", "category", "ruleset")
                     }
                 },
-                "message": {"type": "match_only_text"},
+                # text, not ECS's match_only_text: that needs the mapper-extras module.
+                "message": {"type": "text"},
                 # The osquery fields the bundled Kibana objects show (kibana_saved_objects/), mapped
                 # explicitly as the dynamic rule above would map them: Kibana then knows them before
                 # the first outlier arrives, and a test can check the objects against this template.
