@@ -41,6 +41,7 @@ from connector.knowledge import load_knowledge
 from connector.loading import load_events
 from connector.report import render_table
 from connector.results import AnnotateMode, install_results_template, results_template_name
+from connector.results.template import upgrade_results_mappings
 from connector.service.catalog import load_catalog
 from connector.service.serving import APP_FACTORY, GUNICORN_CONF, parse_bind, parse_workers
 from connector.settings import ElasticsearchConnection, Settings
@@ -350,15 +351,19 @@ def setup() -> None:
 )
 @click.option("--es-url", "es_url", metavar="URL[,URL...]", help="Default: CONNECTOR_ES_URL.")
 def setup_template(results_index: str, es_url: str | None) -> None:
-    """Install the results index template (needs the manage_index_templates privilege)."""
+    """Install the results index template and add its fields to existing results indices (needs the
+    manage_index_templates and the results indices' manage privileges)."""
     try:
         with _elasticsearch(es_url) as client:
             install_results_template(client, results_index)
+            upgraded = upgrade_results_mappings(client, results_index)
     except ConnectorError as error:
         fail(error)
     click.echo(
         f"installed index template {results_template_name(results_index)} for {results_index}", err=True
     )
+    for index in upgraded:
+        click.echo(f"added the template's new fields to existing index {index}", err=True)
 
 
 @contextmanager

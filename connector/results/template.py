@@ -8,8 +8,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from elasticsearch import Elasticsearch
+from elasticsearch import ApiError, Elasticsearch
 
+from connector.errors import ConnectorError
 from connector.results.failures import call_translated
 
 log = logging.getLogger(__name__)
@@ -214,3 +215,37 @@ def install_results_template(
         f"installing the index template for {results_index}",
     )
     log.info("installed index template %s for %s", results_template_name(results_index), results_index)
+
+
+def upgrade_results_mappings(client: Elasticsearch, results_index: str) -> list[str]:
+    """Add the current template's fields to results indices that already exist; the indices upgraded.
+
+    An index keeps the mapping it was created with, so one written under an older template lacks, for
+    example, ``outliers.detected_at`` as a date, and its next document would map it dynamically (as a
+    string). Adding fields is allowed; a field an old index maps differently is refused, and the message
+    says to let a new index take over.
+    """
+    properties = results_index_template(results_index)["template"]["mappings"]["properties"]
+    existing = call_translated(
+        lambda: client.indices.get(
+            index=[results_index, f"{results_index}-*"],
+            ignore_unavailable=True,
+            allow_no_indices=True,
+            expand_wildcards="open",
+        ),
+        f"listing the results indices of {results_index}",
+    )
+    upgraded = []
+    for index in sorted(existing):
+        try:
+            client.indices.put_mapping(index=index, properties=properties)
+        except ApiError as error:
+            raise ConnectorError(
+                f"results index {index} maps a field differently from template version {TEMPLATE_VERSION} "
+                f"({error.message}); write to a new results index (CONNECTOR_RESULTS_INDEX, or roll the "
+                f"alias over) and keep the old one for reading"
+            ) from None
+        upgraded.append(index)
+    if upgraded:
+        log.info("added template version %d fields to %s", TEMPLATE_VERSION, ", ".join(upgraded))
+    return upgraded

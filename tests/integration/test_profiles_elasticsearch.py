@@ -14,12 +14,14 @@ from es_data import SAMPLE, create_sample_index, index_ndjson
 
 from connector.config import load_use_case
 from connector.engine import detect_in_elasticsearch
+from connector.errors import ConnectorError
 from connector.results import (
     AnnotateMode,
     install_results_template,
     results_document_id,
     results_template_name,
 )
+from connector.results.template import upgrade_results_mappings
 from connector.timerange import TimeRange
 from scripts.convert_events import convert_lines
 
@@ -180,3 +182,25 @@ def test_the_real_recordings_in_ecs_give_their_osquery_findings(es_client, real_
         total += len(_findings(expected))
     if section.startswith("rarechild"):
         assert total > 0
+
+
+def test_setup_template_upgrades_an_index_written_under_an_older_template(es_client):
+    """Template 3 indices lack the ECS and detected_at fields: they are added; a conflict is named."""
+    base = f"rcp-profile-old-{uuid.uuid4().hex[:8]}"
+    old, conflicting = base, f"{base}-2024"
+    es_client.indices.create(index=old, mappings={"date_detection": False, "properties": {"tags": KEYWORD}})
+    es_client.indices.create(
+        index=conflicting, mappings={"properties": {"outliers": {"properties": {"detected_at": KEYWORD}}}}
+    )
+    try:
+        with pytest.raises(ConnectorError) as raised:
+            upgrade_results_mappings(es_client, base)
+        assert conflicting in raised.value.message and "new results index" in raised.value.message
+        es_client.indices.delete(index=conflicting)
+        assert upgrade_results_mappings(es_client, base) == [old]
+        mapping = es_client.indices.get_mapping(index=old)[old]["mappings"]["properties"]
+        assert mapping["outliers"]["properties"]["detected_at"]["type"] == "date"
+        assert mapping["process"]["properties"]["name"]["type"] == "keyword"
+        assert upgrade_results_mappings(es_client, f"{base}-none") == []
+    finally:
+        es_client.options(ignore_status=404).indices.delete(index=[old, conflicting], ignore_unavailable=True)
