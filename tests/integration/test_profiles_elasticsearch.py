@@ -3,14 +3,17 @@ shape give the osquery form's findings, explained with command line, user, path 
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest_service import SERVICE_INDEX_PREFIX, RunningService, running_service
 from elasticsearch import Elasticsearch
 from es_data import SAMPLE, create_sample_index, index_ndjson
+from test_service_http import assert_valid
 
 from connector.config import load_use_case
 from connector.engine import detect_in_elasticsearch
@@ -41,7 +44,7 @@ def _index_shape(client: Elasticsearch, source: Path, shape: str, folder: Path) 
     converted = folder / f"{source.stem}-{shape}.ndjson"
     with source.open(encoding="utf-8") as lines, converted.open("w", encoding="utf-8") as out:
         convert_lines(lines, shape, out)
-    name = f"rcp-profile-{shape}-{uuid.uuid4().hex[:8]}"
+    name = f"{SERVICE_INDEX_PREFIX}profile-{shape}-{uuid.uuid4().hex[:8]}"
     client.indices.create(index=name, mappings=ECS_MAPPINGS, settings={"number_of_replicas": 0})
     index_ndjson(client, name, converted)
     return name
@@ -50,7 +53,7 @@ def _index_shape(client: Elasticsearch, source: Path, shape: str, folder: Path) 
 @pytest.fixture(scope="module")
 def sample_indices(es_client: Elasticsearch, tmp_path_factory) -> Iterator[dict[str, str]]:
     folder = tmp_path_factory.mktemp("profiles")
-    names = {"osquery": f"rcp-profile-osquery-{uuid.uuid4().hex[:8]}"}
+    names = {"osquery": f"{SERVICE_INDEX_PREFIX}profile-osquery-{uuid.uuid4().hex[:8]}"}
     create_sample_index(es_client, names["osquery"])
     for shape in SHAPES:
         names[shape] = _index_shape(es_client, SAMPLE, shape, folder)
@@ -110,7 +113,7 @@ def test_a_use_case_without_profile_detects_it_from_the_field_capabilities(
 
 
 def test_results_documents_are_ecs_and_the_template_maps_them(es_client, sample_indices):
-    results = f"rcp-profile-results-{uuid.uuid4().hex[:8]}"
+    results = f"{SERVICE_INDEX_PREFIX}profile-results-{uuid.uuid4().hex[:8]}"
     use_case = load_use_case(ROOT / "examples" / SHAPES["osquery-manager"], "terms_rare_childname")
     install_results_template(es_client, results)
     try:
@@ -160,7 +163,7 @@ def real_indices(es_client: Elasticsearch, tmp_path_factory) -> Iterator[dict[st
     folder = tmp_path_factory.mktemp("real")
     names = {}
     for recording in sorted(REAL.glob("*.ndjson")):
-        osquery = f"rcp-profile-real-{uuid.uuid4().hex[:8]}"
+        osquery = f"{SERVICE_INDEX_PREFIX}profile-real-{uuid.uuid4().hex[:8]}"
         es_client.indices.create(index=osquery, settings={"number_of_replicas": 0})
         index_ndjson(es_client, osquery, recording)
         names[recording.stem] = (osquery, _index_shape(es_client, recording, "ecs", folder))
@@ -186,7 +189,7 @@ def test_the_real_recordings_in_ecs_give_their_osquery_findings(es_client, real_
 
 def test_setup_template_upgrades_an_index_written_under_an_older_template(es_client):
     """Template 3 indices lack the ECS and detected_at fields: they are added; a conflict is named."""
-    base = f"rcp-profile-old-{uuid.uuid4().hex[:8]}"
+    base = f"{SERVICE_INDEX_PREFIX}profile-old-{uuid.uuid4().hex[:8]}"
     old, conflicting = base, f"{base}-2024"
     es_client.indices.create(index=old, mappings={"date_detection": False, "properties": {"tags": KEYWORD}})
     es_client.indices.create(
@@ -204,3 +207,39 @@ def test_setup_template_upgrades_an_index_written_under_an_older_template(es_cli
         assert upgrade_results_mappings(es_client, f"{base}-none") == []
     finally:
         es_client.options(ignore_status=404).indices.delete(index=[old, conflicting], ignore_unavailable=True)
+
+
+@pytest.fixture(scope="module")
+def defend_service(es_url, es_client, tmp_path_factory, service_credentials) -> Iterator[RunningService]:
+    workdir = tmp_path_factory.mktemp("defend-service")
+    shutil.copyfile(ROOT / "examples" / SHAPES["ecs"], workdir / "elastic-defend.ini")
+    results = f"{SERVICE_INDEX_PREFIX}profile-results-{uuid.uuid4().hex[:8]}"
+    environment = {
+        "CONNECTOR_ES_URL": es_url,
+        "CONNECTOR_USE_CASES": str(workdir / "elastic-defend.ini"),
+        "CONNECTOR_ALLOWED_INDICES": f"{SERVICE_INDEX_PREFIX}*",
+        "CONNECTOR_RESULTS_INDEX": results,
+    }
+    try:
+        with running_service(workdir, environment, service_credentials) as service:
+            yield service
+    finally:
+        es_client.options(ignore_status=404).indices.delete(index=results)
+
+
+@pytest.mark.parametrize("section", list(OSQUERY))
+def test_the_webhook_explains_defend_findings_with_command_line_user_path_and_hash(
+    defend_service, sample_indices, section
+):
+    """Over real gunicorn: the Defend-shaped sample, each finding with the four fields, profile said."""
+    body = {"range": {"from": "2024-03-04T00:00:00Z", "to": "2024-03-07T00:00:00Z"}}
+    body |= {"index": sample_indices["ecs"], "use_case": section}
+    headers = defend_service.bearer
+    response = defend_service.call("POST", "/api/v1/detect", json_body=body, headers=headers)
+    assert response.status == 200, response.body
+    answer = response.json()
+    assert_valid("detect-response", answer)
+    assert answer["profile"] == {"name": "ecs", "chosen": "configured"}
+    assert answer["outliers"]
+    for outlier in answer["outliers"]:
+        assert all(outlier["event"][key] for key in ("command_line", "user", "path", "sha256")), outlier
