@@ -118,6 +118,7 @@ def describe_use_case(use_case: AnyUseCase, *, default: bool) -> dict[str, Any]:
             "score_threshold": use_case.score_threshold,
             "max_alerts": use_case.max_alerts,
             "es_index": use_case.es_index,
+            "profile": use_case.profile,
         }
     return {
         "name": use_case.section,
@@ -130,6 +131,7 @@ def describe_use_case(use_case: AnyUseCase, *, default: bool) -> dict[str, Any]:
         "trigger_on": use_case.trigger_on.value,
         "trigger_sensitivity": use_case.trigger_sensitivity,
         "es_index": use_case.es_index,
+        "profile": use_case.profile,
     }
 
 

@@ -275,6 +275,7 @@ def test_use_cases_lists_the_rarechild_options(rarechild_service):
             "score_threshold": 8.0,
             "max_alerts": 20,
             "es_index": None,
+            "profile": None,  # detected from the data at each detection
         }
     ]
 

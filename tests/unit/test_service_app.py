@@ -324,6 +324,7 @@ def test_valid_credentials_list_use_cases(client, authorization, schema_files):
                 "trigger_on": "low",
                 "trigger_sensitivity": 1.0,
                 "es_index": None,
+                "profile": None,  # detected from the data at each detection
             }
         ]
     }
