@@ -17,7 +17,7 @@ from connector.config import DEFAULT_TIMESTAMP_FIELD, RareChildUseCase, UseCase
 from connector.explain import Explanation
 from connector.model.fields import ABSENT, lookup
 from connector.model.outlier import MODEL_TYPE, Outlier, asset_values
-from connector.results.ecs import ecs_overlay, lay_over, rarechild_risk_score, terms_risk_score
+from connector.results.ecs import add_ecs, rarechild_risk_score, terms_risk_score
 
 OUTLIER_TAG = "outlier"
 
@@ -73,14 +73,12 @@ def results_document(use_case: UseCase, outlier: Outlier, explanation: Explanati
             top_terms=[{"term": term, "count": count} for term, count in explanation.top_terms],
         )
     document["outliers"] = outliers
-    lay_over(
+    add_ecs(
         document,
-        ecs_overlay(
-            use_case,
-            source,
-            risk_score=terms_risk_score(outliers["confidence"]),
-            message=outlier.summary,
-        ),
+        use_case,
+        source,
+        risk_score=terms_risk_score(outliers["confidence"]),
+        message=outlier.summary,
     )
     return document
 
@@ -121,15 +119,9 @@ def alert_document(
         **{key: copy.deepcopy(value) for key, value in record.items() if key not in ("_id", "_index")},
     )
     document["outliers"] = outliers
-    lay_over(
-        document,
-        ecs_overlay(
-            use_case,
-            source,
-            risk_score=rarechild_risk_score(record["score"], record["threshold"]),
-            message=str(record.get("summary") or record.get("explanation") or ""),
-        ),
-    )
+    risk_score = rarechild_risk_score(record["score"], record["threshold"])
+    message = str(record.get("summary") or record.get("explanation") or "")
+    add_ecs(document, use_case, source, risk_score=risk_score, message=message)
     return document
 
 

@@ -80,12 +80,19 @@ def ecs_overlay(
     return overlay
 
 
-def lay_over(document: dict[str, Any], overlay: Mapping[str, Any]) -> None:
+def add_ecs(
+    document: dict[str, Any], use_case: Any, source: Mapping[str, Any], *, risk_score: float, message: str
+) -> None:
+    """Lay the ECS fields of ``source``'s finding over the results ``document`` (in place)."""
+    _lay_over(document, ecs_overlay(use_case, source, risk_score=risk_score, message=message))
+
+
+def _lay_over(document: dict[str, Any], overlay: Mapping[str, Any]) -> None:
     """Merge ``overlay`` into ``document`` in place: objects merge, every other value replaces."""
     for key, value in overlay.items():
         current = document.get(key)
         if isinstance(value, Mapping) and isinstance(current, dict):
-            lay_over(current, value)
+            _lay_over(current, value)
         else:
             document[key] = copy.deepcopy(value)
 
