@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
@@ -66,3 +67,10 @@ def create_sample_index(client: Elasticsearch, index: str, *, shards: int = 2) -
         mappings=SAMPLE_MAPPINGS,
     )
     index_ndjson(client, index, SAMPLE)
+
+
+def without_detection_time(source: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A stored results document without the ``outliers.detected_at`` the writer adds, and that time."""
+    outliers = dict(source["outliers"])
+    detected_at = outliers.pop("detected_at")
+    return {**source, "outliers": outliers}, detected_at

@@ -7,6 +7,7 @@ refreshes, never from sleeping.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
 import uuid
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch, helpers
-from es_data import SEED, seed_use_case
+from es_data import SEED, seed_use_case, without_detection_time
 
 from connector.config import UseCase, load_use_cases
 from connector.errors import ConnectorError, ElasticsearchUnavailableError
@@ -163,7 +164,9 @@ def test_results_mode_writes_one_document_per_outlier_and_a_rerun_rewrites_nothi
     expected_ids = {results_document_id(use_case, outlier): outlier for outlier, _ in items}
     assert set(documents) == set(expected_ids)
     for document_id, outlier in expected_ids.items():
-        assert documents[document_id]["_source"] == results_document(use_case, outlier, explanation())
+        source, detected_at = without_detection_time(documents[document_id]["_source"])
+        assert source == results_document(use_case, outlier, explanation())
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", detected_at)
 
     second = write(es_client, items, use_case, results_index=results_index, refresh="wait_for")
     assert (second.written, second.unchanged, second.failed) == (0, 3, 0)
