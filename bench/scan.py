@@ -85,6 +85,10 @@ class ScanSource:
         finally:
             self.client.options(ignore_status=404).close_point_in_time(id=pit)
 
+    def field_names(self) -> frozenset[str]:
+        """The mapped fields, as the aggregation source sees them (a data profile is detected from them)."""
+        return self.query_source.field_names()
+
     def pair_counts(self, use_case: UseCase) -> tuple[PairCounts, int]:
         counts = PairCounts()
         events = 0
