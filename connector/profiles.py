@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 from connector.model.fields import lookup
 
+UseCaseT = TypeVar("UseCaseT")
+
 
 @dataclass(frozen=True, kw_only=True)
 class DataProfile:
@@ -160,9 +162,6 @@ class ProfileChoice:
 
     def to_dict(self) -> dict[str, str]:
         return {"name": self.profile.name, "chosen": self.how}
-
-
-UseCaseT = TypeVar("UseCaseT")
 
 
 def choose_profile(use_case: Any, field_names: Callable[[], Iterable[str]]) -> ProfileChoice:
