@@ -309,7 +309,9 @@ def test_strict_results_mapping_rejects_every_document_and_all_are_reported(
         (400, "strict_dynamic_mapping_exception")
     }
     assert es_client.count(index=results_index)["count"] == 0
-    logged = [record.getMessage() for record in caplog.records if record.name.startswith("connector.results.")]
+    logged = [
+        record.getMessage() for record in caplog.records if record.name.startswith("connector.results.")
+    ]
     for error in report.errors:
         assert any(
             error["_id"] in message and "strict_dynamic_mapping_exception" in message for message in logged
