@@ -155,6 +155,7 @@ def test_factory_keeps_one_typed_state_object(app: Flask, use_case_file: Path):
     assert [use_case.section for use_case in state.catalog.use_cases] == ["terms_rare_childname"]
     assert state.settings.use_case_paths == (str(use_case_file),)
     assert sorted(state.schemas.validators) == [
+        "checkpoints-response",
         "detect-request",
         "detect-response",
         "error",
@@ -430,7 +431,7 @@ def test_every_schema_violation_is_listed_sorted_by_path(client: FlaskClient, sc
         {
             "path": "$.surprise",
             "message": "unknown field 'surprise'; allowed here: annotate, baseline, dry_run, index, "
-            "max_outliers, range, use_case",
+            "max_outliers, range, since_checkpoint, use_case",
         },
     ]
     assert error["message"].startswith(
@@ -665,6 +666,7 @@ def test_openapi_document_is_structurally_valid_3_1(client: FlaskClient, schema_
     }
     error_ref = "#/components/schemas/Error"
     assert set(document["paths"]) == {
+        "/api/v1/checkpoints",
         "/api/v1/detect",
         "/api/v1/use-cases",
         "/healthz",
@@ -693,6 +695,7 @@ def test_openapi_document_is_structurally_valid_3_1(client: FlaskClient, schema_
         "401",
         "403",
         "404",
+        "409",
         "413",
         "415",
         "422",
@@ -708,7 +711,7 @@ def test_openapi_document_is_structurally_valid_3_1(client: FlaskClient, schema_
         "$ref": "#/components/schemas/DetectRequest"
     }
     assert document["paths"]["/healthz"]["get"]["security"] == []
-    for path in ("/api/v1/detect", "/api/v1/use-cases", "/readyz", "/openapi.json"):
+    for path in ("/api/v1/detect", "/api/v1/checkpoints", "/api/v1/use-cases", "/readyz", "/openapi.json"):
         for operation in document["paths"][path].values():
             assert operation["security"] == [{"bearerAuth": []}, {"basicAuth": []}], path
 
@@ -717,6 +720,7 @@ def test_openapi_component_schemas_are_the_schema_files(client: FlaskClient, sch
     """components.schemas holds each schema file unchanged, and each is a valid Draft 2020-12 schema."""
     components = client.get("/openapi.json", headers=BEARER).get_json()["components"]["schemas"]
     expected = {
+        "CheckpointsResponse": schema_files["checkpoints-response"],
         "DetectRequest": schema_files["detect-request"],
         "DetectResponse": schema_files["detect-response"],
         "Error": schema_files["error"],
@@ -732,7 +736,13 @@ def test_openapi_component_schemas_are_the_schema_files(client: FlaskClient, sch
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/readyz"), ("GET", "/openapi.json"), ("GET", "/api/v1/use-cases"), ("POST", "/api/v1/detect")],
+    [
+        ("GET", "/readyz"),
+        ("GET", "/openapi.json"),
+        ("GET", "/api/v1/use-cases"),
+        ("GET", "/api/v1/checkpoints"),
+        ("POST", "/api/v1/detect"),
+    ],
 )
 def test_every_endpoint_but_liveness_needs_credentials(
     client: FlaskClient, method: str, path: str, schema_files: dict[str, Any]
