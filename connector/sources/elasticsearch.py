@@ -54,6 +54,8 @@ PAIRS_PER_EXPLAIN = 200  # filters buckets per explanation request
 TOP_TERMS = 5
 PIT_KEEP_ALIVE = "2m"
 KEYWORD_SUBFIELDS = ("raw", "keyword")  # preferred sub-fields of a text field, in order
+#: One counted key as a composite bucket gives it: (aggregator values, target values, events).
+KeyCount = tuple[tuple[Any, ...], tuple[Any, ...], int]
 _HIT_KEYS = ("_index", "_id", "_source", "sort", "_seq_no", "_primary_term")
 
 
@@ -186,31 +188,43 @@ class ElasticsearchSource:
     # -- the EventSource protocol -------------------------------------------------------------
 
     def pair_counts(self, use_case: UseCase) -> tuple[PairCounts, int]:
+        counts = PairCounts()
+        pages = self._composite_pages(use_case, self.pair_sources(use_case))
+        self.fold_key_counts(use_case, counts, (self.key_count(use_case, bucket) for bucket in pages))
+        return counts, pages.events
+
+    def pair_sources(self, use_case: UseCase) -> list[dict[str, Any]]:
+        """The composite sources of the pair counts: ``a0..`` the aggregator fields, ``t0..`` the targets."""
         fields = self.resolve_fields(use_case)
         names = [f"a{i}" for i in range(len(fields.aggregator))] + [
             f"t{i}" for i in range(len(fields.target))
         ]
-        sources = [
+        return [
             {name: {"terms": {"field": path}}}
             for name, path in zip(names, fields.aggregator + fields.target, strict=True)
         ]
+
+    def key_count(self, use_case: UseCase, bucket: Mapping[str, Any]) -> KeyCount:
+        """A composite bucket of :meth:`pair_sources` as (aggregator values, target values, count)."""
+        fields = self.resolve_fields(use_case)
+        key = bucket["key"]
+        aggregator_values = tuple(key[f"a{i}"] for i in range(len(fields.aggregator)))
+        target_values = tuple(key[f"t{i}"] for i in range(len(fields.target)))
+        return aggregator_values, target_values, bucket["doc_count"]
+
+    def fold_key_counts(self, use_case: UseCase, counts: PairCounts, key_counts: Iterable[KeyCount]) -> None:
+        """Add counted keys to ``counts``, remembering the keys whose pair string cannot be queried back."""
+        fields = self.resolve_fields(use_case)
         reconstructible = len(fields.aggregator) == 1 and len(fields.target) == 1
-        counts = PairCounts()
-        pages = self._composite_pages(use_case, sources)
-        for bucket in pages:
-            key = bucket["key"]
-            aggregator_values = tuple(key[f"a{i}"] for i in range(len(fields.aggregator)))
-            target_values = tuple(key[f"t{i}"] for i in range(len(fields.target)))
+        for aggregator_values, target_values, count in key_counts:
             pair = (_joined(aggregator_values), _joined(target_values))
-            counts.add(*pair, bucket["doc_count"])
+            counts.add(*pair, count)
             if not (
                 reconstructible
                 and isinstance(aggregator_values[0], str)
                 and isinstance(target_values[0], str)
             ):
                 self._keys.by_pair.setdefault(pair, []).append((aggregator_values, target_values))
-        events = pages.events
-        return counts, events
 
     def entries(self, use_case: UseCase, pairs: set[Pair]) -> Iterator[Entry]:
         clauses = self._pair_clauses(use_case, sorted(pairs))
