@@ -133,6 +133,7 @@ def _detect_since_checkpoint(state: ServiceState, body: dict[str, Any], budget: 
             budget=budget,
             allowed_indices=settings.allowed_indices,
             composite_page_size=settings.composite_page_size,
+            ingest_time_field=use_case.ingest_time_field,
         )
 
     store = CheckpointStore(state.es_client, settings.checkpoint_index, budget=budget)

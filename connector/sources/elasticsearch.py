@@ -56,7 +56,7 @@ PIT_KEEP_ALIVE = "2m"
 KEYWORD_SUBFIELDS = ("raw", "keyword")  # preferred sub-fields of a text field, in order
 #: One counted key as a composite bucket gives it: (aggregator values, target values, events).
 KeyCount = tuple[tuple[Any, ...], tuple[Any, ...], int]
-_HIT_KEYS = ("_index", "_id", "_source", "sort", "_seq_no", "_primary_term")
+_HIT_KEYS = ("_index", "_id", "_source", "sort", "_seq_no", "_primary_term", "fields")
 
 
 ES_TIMEOUT_SETTING = "CONNECTOR_ES_TIMEOUT_SECONDS"
@@ -154,6 +154,10 @@ class ElasticsearchSource:
         as the client is configured, no deadline)
     :param allowed_indices: patterns every concrete index read must match (``None``: no restriction,
         as for the command line); the index expression is resolved first (:mod:`connector.sources.scope`)
+    :param ingest_time_field: with ``range_start``: the evaluated range is the events *ingested* in
+        ``[range_start, end)`` (an event without the field: its timestamp decides), while counts keep
+        using the event time; so an event that arrives after its hour was analysed is judged by the
+        next span (docs/scheduling.md, "Late events")
     """
 
     def __init__(
@@ -168,8 +172,12 @@ class ElasticsearchSource:
         fetch_page_size: int = FETCH_PAGE_SIZE,
         budget: TimeBudget | None = None,
         allowed_indices: tuple[str, ...] | None = None,
+        ingest_time_field: str | None = None,
+        range_start: datetime | None = None,
     ) -> None:
         self.client = client
+        self.ingest_time_field = ingest_time_field if range_start is not None else None
+        self.range_start = range_start
         self.scope = None if allowed_indices is None else IndexScope(index, allowed_indices)
         self.budget = budget or TimeBudget()
         self.index = index
@@ -310,7 +318,7 @@ class ElasticsearchSource:
             host_sources.append({"h": {"terms": {"field": fields.host, "missing_bucket": True}}})
         host_aggs: dict[str, Any] = {}
         if range_start is not None:
-            host_aggs["in_range"] = {"filter": self._range_filter(fields.timestamp, start=range_start)}
+            host_aggs["in_range"] = {"filter": self.in_range_filter(fields.timestamp, start=range_start)}
             host_aggs["first"] = {"min": {"field": fields.timestamp}}
         if path is None:
             return (host_sources, host_aggs, None), None
@@ -384,8 +392,44 @@ class ElasticsearchSource:
             self._path_fields[use_case.path_field] = resolved
         return self._path_fields[use_case.path_field]
 
-    def _range_filter(self, timestamp: str, *, start: datetime) -> dict[str, Any]:
-        return {"range": {timestamp: {"gte": isoformat_z(start), "format": "strict_date_optional_time"}}}
+    def in_range_filter(self, timestamp: str, *, start: datetime) -> dict[str, Any]:
+        """The events of the evaluated range: from ``start`` on, by ingest time when configured."""
+        if self.ingest_time_field is None:
+            return {"range": {timestamp: {"gte": isoformat_z(start), "format": "strict_date_optional_time"}}}
+        return self._ingested_clause(timestamp, start)
+
+    def _ingested_clause(self, timestamp: str, start: datetime) -> dict[str, Any]:
+        ingested = self.ingest_time_field
+        assert ingested is not None
+        window = {
+            "gte": isoformat_z(start),
+            "lt": isoformat_z(self.end),
+            "format": "strict_date_optional_time",
+        }
+        return {
+            "bool": {
+                "should": [
+                    {"range": {ingested: window}},
+                    {
+                        "bool": {
+                            "filter": [{"range": {timestamp: window}}],
+                            "must_not": [{"exists": {"field": ingested}}],
+                        }
+                    },
+                ],
+                "minimum_should_match": 1,
+            }
+        }
+
+    def in_range(self, hit: Mapping[str, Any], range_start: datetime) -> bool:
+        """Whether a fetched hit belongs to the evaluated range (see :meth:`in_range_filter`)."""
+        first_ms = int(range_start.timestamp() * 1000)
+        end_ms = int(self.end.timestamp() * 1000)
+        values = (hit.get("fields") or {}).get(self.ingest_time_field or "", [])
+        if self.ingest_time_field is not None and values:
+            return first_ms <= int(float(values[0])) < end_ms
+        sort = hit.get("sort") or [0]
+        return int(sort[0]) >= first_ms
 
     # -- field resolution ---------------------------------------------------------------------
 
@@ -453,17 +497,20 @@ class ElasticsearchSource:
     ) -> dict[str, Any]:
         """The use case's filter within the window; absolute times so caches and pages agree."""
         fields = self.resolve_fields(use_case)
-        filters: list[Mapping[str, Any]] = [
-            {
-                "range": {
-                    fields.timestamp: {
-                        "gte": isoformat_z(start or self.start),
-                        "lt": isoformat_z(self.end),
-                        "format": "strict_date_optional_time",
-                    }
+        window: Mapping[str, Any] = {
+            "range": {
+                fields.timestamp: {
+                    "gte": isoformat_z(start or self.start),
+                    "lt": isoformat_z(self.end),
+                    "format": "strict_date_optional_time",
                 }
             }
-        ]
+        }
+        if self.ingest_time_field is not None and self.range_start is not None:
+            ingested = self._ingested_clause(fields.timestamp, start or self.range_start)
+            # From a start (the range's own events): the ingested ones; else the counted window as well.
+            window = ingested if start is not None else {"bool": {"should": [window, ingested]}}
+        filters: list[Mapping[str, Any]] = [window]
         if use_case.es_dsl_filter:
             filters.extend(item["query"] for item in use_case.es_dsl_filter)
         elif use_case.es_query_filter:
@@ -501,6 +548,12 @@ class ElasticsearchSource:
             )
         return clauses
 
+    def _docvalues(self) -> dict[str, Any]:
+        """The ingest time of each fetched hit, as epoch milliseconds (for :meth:`in_range`)."""
+        if self.ingest_time_field is None:
+            return {}
+        return {"docvalue_fields": [{"field": self.ingest_time_field, "format": "epoch_millis"}]}
+
     def _fetch(self, query: Mapping[str, Any], use_case: UseCase) -> Iterator[dict[str, Any]]:
         """Every hit of ``query``. Candidates are usually few: one plain search returns them all,
         and only a full page needs the point-in-time scan (which starts over, consistently)."""
@@ -509,6 +562,7 @@ class ElasticsearchSource:
             index=self.index,
             size=self.fetch_page_size,
             query=query,
+            **self._docvalues(),
             sort=self._sort(use_case),
             track_total_hits=False,
             seq_no_primary_term=True,
@@ -538,6 +592,7 @@ class ElasticsearchSource:
                     query=query,
                     sort=self._sort(use_case),
                     search_after=after,
+                    **self._docvalues(),
                     track_total_hits=False,
                     seq_no_primary_term=True,
                     allow_partial_search_results=False,
@@ -626,6 +681,10 @@ class ElasticsearchSource:
                 if range_start is not None:
                     sub_aggs["before"] = {
                         "filter": {
+                            "bool": {"must_not": [self.in_range_filter(fields.timestamp, start=range_start)]}
+                        }
+                        if self.ingest_time_field is not None
+                        else {
                             "range": {
                                 fields.timestamp: {
                                     "lt": isoformat_z(range_start),

@@ -8,13 +8,17 @@ own checkpoint (the checkpoint id follows use case and index).
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest_service import SERVICE_INDEX_PREFIX, RunningService, progress_indices
+from conftest_service import SERVICE_INDEX_PREFIX, RunningService, progress_indices, running_service
 from elasticsearch import Elasticsearch
 from es_data import create_sample_index
 from test_service_http import assert_valid
@@ -231,3 +235,162 @@ def test_a_dry_run_neither_takes_nor_moves_the_checkpoint(gunicorn_service, es_c
         index=checkpoints, id=checkpoint_id(USE_CASE, sample_index)
     )
     assert not stored.body.get("found")
+
+
+# -- late events and restarts: a service of our own -----------------------------------------------
+
+INGESTED_USE_CASE = "terms_rare_childname_ingested"
+LATE_EVENT = {
+    "@timestamp": "2024-03-06T09:30:00.000Z",
+    "event": {"ingested": "2024-03-06T11:20:00.000Z"},
+    "tags": ["endpoint"],
+    "meta": {"command": {"name": "get_all_processes_enriched"}},
+    "host": {"name": "WS-002"},
+    "OsqueryFilter": {
+        "name": "late-arrival.exe",
+        "parentname": "OUTLOOK.EXE",
+        "path": "C:\\Temp\\late-arrival.exe",
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def own_service_setup(tmp_path_factory, es_url, service_credentials) -> Iterator[tuple[Any, dict[str, str]]]:
+    """The example use case twice: as shipped, and selecting spans on event.ingested."""
+    workdir = tmp_path_factory.mktemp("checkpoint-service")
+    example = (Path(__file__).resolve().parents[2] / "examples/rare_child.ini").read_text()
+    section = example.split("[terms_rare_childname]", 1)[1].split("[whitelist_regexps]", 1)[0]
+    ingested = f"[{INGESTED_USE_CASE}]{section.rstrip()}\ningest_time_field=event.ingested\n\n"
+    (workdir / "rare_child.ini").write_text(
+        example.replace("[whitelist_regexps]", ingested + "[whitelist_regexps]")
+    )
+    results = f"{SERVICE_INDEX_PREFIX}results-{uuid.uuid4().hex}"
+    checkpoints, summary = progress_indices(results)
+    environment = {
+        "CONNECTOR_ES_URL": es_url,
+        "CONNECTOR_USE_CASES": str(workdir / "rare_child.ini"),
+        "CONNECTOR_ALLOWED_INDICES": f"{SERVICE_INDEX_PREFIX}*",
+        "CONNECTOR_RESULTS_INDEX": results,
+        "CONNECTOR_CHECKPOINT_INDEX": checkpoints,
+        "CONNECTOR_SUMMARY_INDEX": summary,
+        "CONNECTOR_CATCH_UP_MAX_SPANS": "72",
+    }
+    yield workdir, environment
+    client = Elasticsearch(es_url)
+    client.options(ignore_status=404).indices.delete(index=f"{results}*", ignore_unavailable=True)
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def own_service(own_service_setup, service_credentials) -> Iterator[RunningService]:
+    workdir, environment = own_service_setup
+    with running_service(workdir, environment, service_credentials) as service:
+        yield service
+
+
+@pytest.fixture
+def ingested_index(es_client: Elasticsearch) -> Iterator[str]:
+    """The sample, with event.ingested mapped as a date (the sample's own events do not carry it)."""
+    name = f"{SERVICE_INDEX_PREFIX}ingested-{uuid.uuid4().hex}"
+    create_sample_index(es_client, name, shards=1)
+    es_client.indices.put_mapping(
+        index=name, properties={"event": {"properties": {"ingested": {"type": "date"}}}}
+    )
+    yield name
+    es_client.options(ignore_status=404).indices.delete(index=name)
+
+
+def since_as(service: RunningService, index: str, use_case: str, **options: Any) -> Any:
+    body = {"since_checkpoint": {"baseline": "7d", **options}, "index": index, "use_case": use_case}
+    return service.call("POST", "/api/v1/detect", json_body=body, headers=service.basic)
+
+
+@pytest.mark.parametrize(
+    ("use_case", "reported"),
+    [(INGESTED_USE_CASE, [("OUTLOOK.EXE", "late-arrival.exe")]), (USE_CASE, [])],
+    ids=["ingest-time-field", "event-time-only"],
+)
+def test_an_event_indexed_late_into_an_analysed_hour_is_reported_by_the_next_call(
+    own_service, es_client, ingested_index, use_case, reported
+):
+    """With ingest_time_field the next span judges it; without, it is lost (the gap the option closes).
+
+    OUTLOOK.EXE has three children averaging 149 events before noon, so a fourth seen once is below 1 %
+    of the average (pct_of_avg_value, sensitivity 1) whether it is counted at 09:30 or later."""
+    first = ok(
+        since_as(
+            own_service, ingested_index, use_case, initial_from="2024-03-06T09:00Z", to="2024-03-06T11:00Z"
+        )
+    )
+    assert [(o["aggregator"], o["term"]) for o in first["outliers"]] == PLANTED["2024-03-06T10:00:00.000Z"]
+    es_client.index(index=ingested_index, id="late-1", document=LATE_EVENT, refresh="wait_for")
+    following = ok(since_as(own_service, ingested_index, use_case, to="2024-03-06T12:00Z"))
+    assert [span["from"] for span in following["checkpoint"]["spans"]] == ["2024-03-06T11:00:00.000Z"]
+    assert [(o["aggregator"], o["term"]) for o in following["outliers"]] == reported
+    if reported:
+        (outlier,) = following["outliers"]
+        assert outlier["_id"] == "late-1" and outlier["@timestamp"] == "2024-03-06T09:30:00.000Z"
+    # Counting used the event time: the late event counts in its own hour for every later span too.
+    later = ok(since_as(own_service, ingested_index, use_case, to="2024-03-06T13:00Z"))
+    assert later["outliers"] == []
+
+
+def test_a_worker_killed_in_the_middle_of_a_catch_up_loses_nothing(
+    own_service_setup, service_credentials, es_client, sample_index
+):
+    """SIGKILL to the worker serving a 72-hour catch-up after two hours are stored; the lease keeps
+    others out until it expires; then the next call resumes where the checkpoint stands, and every
+    planted outlier is stored exactly once."""
+    workdir, environment = own_service_setup
+    environment = {**environment, "CONNECTOR_DETECT_TIMEOUT_SECONDS": "5"}  # lease: 5 s + 30 s margin
+    with running_service(workdir, environment, service_credentials) as service:
+        killed: list[Any] = []
+
+        def call() -> None:
+            try:
+                killed.append(
+                    since(service, sample_index, initial_from="2024-03-04T00:00Z", to="2024-03-07T00:00Z")
+                )
+            except OSError as error:  # the connection dies with the worker
+                killed.append(error)
+
+        thread = threading.Thread(target=call)
+        thread.start()
+        checkpoints = service.environment["CONNECTOR_CHECKPOINT_INDEX"]
+        stored: dict[str, Any] = {}
+        for _ in range(600):
+            found = es_client.options(ignore_status=404).get(
+                index=checkpoints, id=checkpoint_id(USE_CASE, sample_index)
+            )
+            stored = found.body.get("_source") or {}
+            if stored.get("spans_analysed", 0) >= 2:
+                break
+            time.sleep(0.01)
+        worker = next(
+            line["process"]["pid"]
+            for line in service.log_lines()
+            if "span 2024-03-04T00:00:00.000Z" in line.get("message", "")
+        )
+        os.kill(worker, signal.SIGKILL)
+        thread.join()
+        assert not (killed and getattr(killed[0], "status", None) == 200), "the call ended before the kill"
+        stored = es_client.get(index=checkpoints, id=checkpoint_id(USE_CASE, sample_index))["_source"]
+        resumed_from = stored["analysed_to"]
+        assert stored["lease"] is not None and resumed_from < "2024-03-07"
+        answers = []
+        for _ in range(120):  # until the dead worker's lease has expired
+            result = since(service, sample_index, to="2024-03-07T00:00Z")
+            if result.status != 409:
+                answers.append(ok(result))
+                if answers[-1]["checkpoint"]["owed"] is None:
+                    break
+            else:
+                assert result.json()["error"]["code"] == "checkpoint_busy"
+                time.sleep(1)
+        assert answers and answers[0]["checkpoint"]["previous"] == resumed_from
+        final = es_client.get(index=checkpoints, id=checkpoint_id(USE_CASE, sample_index))["_source"]
+        assert final["analysed_to"] == "2024-03-07T00:00:00.000Z" and final["lease"] is None
+        assert sorted(
+            (hit["_source"]["outliers"]["aggregator"], hit["_source"]["outliers"]["term"])
+            for hit in results_of(es_client, service, sample_index)
+        ) == [("OUTLOOK.EXE", "powershell.exe"), ("explorer.exe", "TightVNCViewerPortable.exe")]
