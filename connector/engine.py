@@ -21,6 +21,8 @@ from connector.explain import EVENT_FIELDS, Explanation
 from connector.model.fields import text_at
 from connector.model.outlier import Outlier
 from connector.model.terms import Pair, PairCounts, TermsEvaluation
+from connector.progress.incremental import SummarisedSource
+from connector.progress.summary import SummaryStore
 from connector.rarechild_engine import (
     RareChildDetection,
     RareChildResult,
@@ -240,6 +242,7 @@ def detect_in_elasticsearch(
     allowed_indices: tuple[str, ...] | None = None,
     composite_page_size: int = COMPOSITE_PAGE_SIZE,
     ingest_time_field: str | None = None,
+    summary: SummaryStore | None = None,
 ) -> ElasticsearchDetection | RareChildDetection:
     """Run ``use_case`` over ``index`` for ``time_range`` and write the outliers back.
 
@@ -251,7 +254,9 @@ def detect_in_elasticsearch(
     and all of them together (a request that would start after its deadline raises instead).
     ``allowed_indices`` restricts the concrete indices read (aliases and data streams resolved first).
     With ``ingest_time_field`` the range selects events by when they were ingested, and counts still
-    follow the event time (scheduled spans, docs/scheduling.md "Late events").
+    follow the event time (scheduled spans, docs/scheduling.md "Late events"). With ``summary`` (terms
+    use cases, a baseline, hour-aligned bounds) whole baseline hours are counted from the stored summary
+    and the hours counted raw are stored for the next call; the counts are those of a raw recount.
 
     :raises ElasticsearchTimeoutError: a request, or the whole detection, ran out of time; the message
         names the setting to raise
@@ -287,7 +292,12 @@ def detect_in_elasticsearch(
         ingest_time_field=ingest_time_field,
         range_start=time_range.start,
     )
-    result = run(source, use_case)
+    counting: EventSource = source
+    if summary is not None and baseline_start is not None and _on_the_hour(counted_from, time_range.start):
+        counting = SummarisedSource(
+            source, summary, baseline_start=counted_from, range_start=time_range.start, write=not dry_run
+        )
+    result = run(counting, use_case)
     hint = source.empty_range_hint(use_case) if result.events_analyzed == 0 else None
     in_range = result.outliers
     has_range = baseline_start is not None or source.ingest_time_field is not None
@@ -337,6 +347,10 @@ def detect_in_elasticsearch(
         took_ms=took_ms,
         hint=hint,
     )
+
+
+def _on_the_hour(*moments: datetime) -> bool:
+    return all(moment.minute == moment.second == moment.microsecond == 0 for moment in moments)
 
 
 def _pair(outlier: Outlier) -> Pair:

@@ -46,6 +46,7 @@ class CatchUpRequest:
     dry_run: bool
     results_index: str
     max_outliers: int
+    summary: bool = True
 
 
 @dataclass(frozen=True)

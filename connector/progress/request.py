@@ -49,4 +49,5 @@ def resolve_catch_up(
         dry_run=dry_run,
         results_index=results_index,
         max_outliers=max_outliers,
+        summary=bool(body.get("summary", True)),
     )

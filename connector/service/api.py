@@ -16,6 +16,7 @@ from connector.engine import detect_in_elasticsearch
 from connector.progress.catch_up import catch_up
 from connector.progress.checkpoints import CheckpointStore
 from connector.progress.request import resolve_catch_up
+from connector.progress.summary import SummaryStore
 from connector.results import AnnotateMode
 from connector.service.access import choose_index
 from connector.service.body import read_json_body
@@ -134,8 +135,12 @@ def _detect_since_checkpoint(state: ServiceState, body: dict[str, Any], budget: 
             allowed_indices=settings.allowed_indices,
             composite_page_size=settings.composite_page_size,
             ingest_time_field=use_case.ingest_time_field,
+            summary=summary,
         )
 
+    summary = (
+        SummaryStore(state.es_client, settings.summary_index, budget=budget) if request.summary else None
+    )
     store = CheckpointStore(state.es_client, settings.checkpoint_index, budget=budget)
     result = catch_up(
         store,

@@ -254,6 +254,64 @@ class ElasticsearchSource:
         """Every bucket of a composite aggregation over the use case's events (from ``start`` when given)."""
         return _CompositePages(self, use_case, sources, dict(sub_aggs or {}), start)
 
+    # -- per-hour counts, for the baseline summary (connector/progress/summary.py) -------------
+
+    def event_time_query(self, use_case: UseCase, start: datetime, end: datetime) -> dict[str, Any]:
+        """The use case's events with ``start <= timestamp < end`` (event time only, whatever the span)."""
+        timestamp = self.resolve_fields(use_case).timestamp
+        window = {"gte": isoformat_z(start), "lt": isoformat_z(end), "format": "strict_date_optional_time"}
+        filters: list[Mapping[str, Any]] = [{"range": {timestamp: window}}]
+        if use_case.es_dsl_filter:
+            filters.extend(item["query"] for item in use_case.es_dsl_filter)
+        elif use_case.es_query_filter:
+            filters.append({"query_string": {"query": use_case.es_query_filter}})
+        return {"bool": {"filter": filters}}
+
+    def hourly_events(self, use_case: UseCase, start: datetime, end: datetime) -> dict[int, int]:
+        """Events per UTC hour (epoch ms of its start) in ``[start, end)``: one request, no pair keys."""
+        timestamp = self.resolve_fields(use_case).timestamp
+        response = self._call(
+            "search",
+            index=self.index,
+            size=0,
+            track_total_hits=False,
+            allow_partial_search_results=False,
+            query=self.event_time_query(use_case, start, end),
+            aggs={
+                "hours": {"date_histogram": {"field": timestamp, "fixed_interval": "1h", "min_doc_count": 1}}
+            },
+        )
+        buckets = response.get("aggregations", {}).get("hours", {}).get("buckets", [])
+        return {int(bucket["key"]): int(bucket["doc_count"]) for bucket in buckets}
+
+    def hourly_key_counts(
+        self, use_case: UseCase, start: datetime, end: datetime
+    ) -> dict[int, list[KeyCount]]:
+        """The pair counts of ``[start, end)`` per UTC hour, in one paged composite aggregation."""
+        timestamp = self.resolve_fields(use_case).timestamp
+        sources = [{"h": {"date_histogram": {"field": timestamp, "fixed_interval": "1h"}}}]
+        sources += self.pair_sources(use_case)
+        query = self.event_time_query(use_case, start, end)
+        hours: dict[int, list[KeyCount]] = {}
+        for bucket in _CompositePages(self, use_case, sources, {}, query=query):
+            hours.setdefault(int(bucket["key"]["h"]), []).append(self.key_count(use_case, bucket))
+        return hours
+
+    def key_counts_outside(
+        self, use_case: UseCase, start: datetime, end: datetime
+    ) -> tuple[list[KeyCount], int]:
+        """Counted events whose timestamp is outside ``[start, end)`` (late events selected by their
+        ingest time), with their number; nothing without an ingest-time field."""
+        if self.ingest_time_field is None:
+            return [], 0
+        timestamp = self.resolve_fields(use_case).timestamp
+        query = self.base_query(use_case)
+        window = {"gte": isoformat_z(start), "lt": isoformat_z(end), "format": "strict_date_optional_time"}
+        outside = {"bool": {"filter": [query], "must_not": [{"range": {timestamp: window}}]}}
+        pages = _CompositePages(self, use_case, self.pair_sources(use_case), {}, query=outside)
+        found = [self.key_count(use_case, bucket) for bucket in pages]
+        return found, pages.events
+
     # -- the rarechild model ------------------------------------------------------------------
 
     def rarechild_counts(
@@ -749,7 +807,9 @@ class _CompositePages:
         sources: list[dict[str, Any]],
         sub_aggs: dict[str, Any],
         start: datetime | None = None,
+        query: Mapping[str, Any] | None = None,
     ) -> None:
+        self._query = query
         self._source = source
         self._use_case = use_case
         self._sources = sources
@@ -774,7 +834,7 @@ class _CompositePages:
                 size=0,
                 track_total_hits=first,
                 allow_partial_search_results=False,
-                query=source.base_query(self._use_case, start=self._start),
+                query=self._query or source.base_query(self._use_case, start=self._start),
                 aggs={"pairs": aggregation},
             )
             if first:

@@ -1,0 +1,142 @@
+"""The baseline summary: per-hour pair counts of analysed hours, kept in Elasticsearch.
+
+One document per (use case fingerprint, UTC hour), under an id derived from both, so rewriting an hour
+is idempotent. It holds the hour's event count and its (aggregator values, target values, count) keys
+as a compressed blob (``binary``: stored, never indexed). A summary is used only when its event count
+equals the hour's event count now (one ``date_histogram`` request checks every hour of a baseline);
+otherwise the hour is counted again from raw events and rewritten. So late events, deleted events or
+a summary that was never written cost a recount, never a wrong count. (An hour that lost and gained
+the same number of events between two calls is the one change the check cannot see.)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from elasticsearch import Elasticsearch, helpers
+
+from connector.config import UseCase
+from connector.progress.indices import ensure_index
+from connector.sources.elasticsearch import KeyCount, ResolvedFields, TimeBudget, call_elasticsearch
+from connector.timerange import isoformat_z
+
+log = logging.getLogger(__name__)
+
+SUMMARY_MAPPINGS: Mapping[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "key": {"type": "keyword"},
+        "use_case": {"type": "keyword"},
+        "index": {"type": "keyword"},
+        "hour": {"type": "date"},
+        "events": {"type": "long"},
+        "keys": {"type": "long"},
+        "counts": {"type": "binary"},
+        "written_at": {"type": "date"},
+    },
+}
+SUMMARY_SETTINGS: Mapping[str, Any] = {"number_of_shards": 1, "auto_expand_replicas": "0-1"}
+MGET_BATCH = 1000
+
+
+def summary_key(use_case: UseCase, index: str, fields: ResolvedFields) -> str:
+    """What the counts depend on: index, filter, and the resolved fields (a mapping change is a new key)."""
+    basis = {
+        "index": index,
+        "filter": use_case.es_query_filter,
+        "dsl": [dict(item) for item in use_case.es_dsl_filter or ()],
+        "aggregator": list(fields.aggregator),
+        "target": list(fields.target),
+        "timestamp": fields.timestamp,
+    }
+    return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class HourSummary:
+    hour_ms: int
+    events: int
+    key_counts: tuple[KeyCount, ...]
+
+
+def _encode(key_counts: Iterable[KeyCount]) -> str:
+    rows = [[list(aggregator), list(target), count] for aggregator, target, count in key_counts]
+    return base64.b64encode(zlib.compress(json.dumps(rows, separators=(",", ":")).encode())).decode()
+
+
+def _decode(blob: str) -> tuple[KeyCount, ...]:
+    rows = json.loads(zlib.decompress(base64.b64decode(blob)))
+    return tuple((tuple(aggregator), tuple(target), int(count)) for aggregator, target, count in rows)
+
+
+class SummaryStore:
+    """Reads and writes hour summaries in ``index`` (``CONNECTOR_SUMMARY_INDEX``)."""
+
+    def __init__(self, client: Elasticsearch, index: str, *, budget: TimeBudget | None = None) -> None:
+        self.client = client
+        self.index = index
+        self.budget = budget or TimeBudget()
+        self.requests = 0
+
+    @staticmethod
+    def document_id(key: str, hour_ms: int) -> str:
+        return f"{key}-{hour_ms}"
+
+    def read(self, key: str, hours: Iterable[int]) -> dict[int, HourSummary]:
+        """The stored summaries of ``hours`` (epoch ms), by realtime multi-get (no refresh needed)."""
+        wanted = sorted(set(hours))
+        found: dict[int, HourSummary] = {}
+        for offset in range(0, len(wanted), MGET_BATCH):
+            batch = wanted[offset : offset + MGET_BATCH]
+            self.requests += 1
+            client = self.budget.bind(self.client, "reading the baseline summary").options(ignore_status=404)
+            answer = call_elasticsearch(
+                client.mget, index=self.index, ids=[self.document_id(key, hour) for hour in batch]
+            )
+            for document in answer.body.get("docs", []):
+                if not document.get("found"):
+                    continue
+                source = document["_source"]
+                hour_ms = int(
+                    datetime.fromisoformat(source["hour"].replace("Z", "+00:00")).timestamp() * 1000
+                )
+                found[hour_ms] = HourSummary(hour_ms, int(source["events"]), _decode(source["counts"]))
+        return found
+
+    def write(self, key: str, use_case: UseCase, index: str, summaries: Iterable[HourSummary]) -> int:
+        """Store hour summaries; returns how many. A failed write only costs a recount next time."""
+        now = isoformat_z(datetime.now(UTC))
+        actions = [
+            {
+                "_index": self.index,
+                "_id": self.document_id(key, summary.hour_ms),
+                "_source": {
+                    "key": key,
+                    "use_case": use_case.section,
+                    "index": index,
+                    "hour": isoformat_z(datetime.fromtimestamp(summary.hour_ms / 1000, UTC)),
+                    "events": summary.events,
+                    "keys": len(summary.key_counts),
+                    "counts": _encode(summary.key_counts),
+                    "written_at": now,
+                },
+            }
+            for summary in summaries
+        ]
+        if not actions:
+            return 0
+        ensure_index(self, self.index, SUMMARY_MAPPINGS, SUMMARY_SETTINGS)
+        self.requests += 1
+        client = self.budget.bind(self.client, "writing the baseline summary")
+        written, errors = helpers.bulk(client, actions, raise_on_error=False, chunk_size=500)
+        if errors:
+            log.warning("%d baseline summary documents were not written (recounted next time)", len(errors))
+        return int(written)
