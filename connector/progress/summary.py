@@ -85,6 +85,7 @@ class SummaryStore:
         self.index = index
         self.budget = budget or TimeBudget()
         self.requests = 0
+        self._exists: bool | None = None  # learnt from a read: saves a create request per write
 
     @staticmethod
     def document_id(key: str, hour_ms: int) -> str:
@@ -101,6 +102,7 @@ class SummaryStore:
             answer = call_elasticsearch(
                 client.mget, index=self.index, ids=[self.document_id(key, hour) for hour in batch]
             )
+            self._exists = answer.meta.status != 404
             for document in answer.body.get("docs", []):
                 if not document.get("found"):
                     continue
@@ -133,7 +135,9 @@ class SummaryStore:
         ]
         if not actions:
             return 0
-        ensure_index(self, self.index, SUMMARY_MAPPINGS, SUMMARY_SETTINGS)
+        if not self._exists:
+            ensure_index(self, self.index, SUMMARY_MAPPINGS, SUMMARY_SETTINGS)
+            self._exists = True
         self.requests += 1
         client = self.budget.bind(self.client, "writing the baseline summary")
         written, errors = helpers.bulk(client, actions, raise_on_error=False, chunk_size=500)

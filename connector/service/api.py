@@ -154,6 +154,18 @@ def _detect_since_checkpoint(state: ServiceState, body: dict[str, Any], budget: 
     )
     response_body = result.to_response()
     response_body["request_id"] = g.request_id
+    stored = result.checkpoint.analysed_to if result.checkpoint else None
+    if stored is not None and datetime.now(UTC) - stored > timedelta(hours=settings.checkpoint_max_lag_hours):
+        # Alerting can match this line; GET /api/v1/checkpoints says the same for every use case.
+        log.warning(
+            "use case %s over %s is behind: analysed up to %s (more than %d h ago, "
+            "CONNECTOR_CHECKPOINT_MAX_LAG_HOURS); owed: %s",
+            use_case.section,
+            index,
+            isoformat_z(stored),
+            settings.checkpoint_max_lag_hours,
+            response_body["checkpoint"]["owed"],
+        )
     response = jsonify(response_body)
     if result.annotation_failed:
         response.status_code = HTTPStatus.MULTI_STATUS
