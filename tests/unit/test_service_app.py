@@ -878,3 +878,56 @@ def test_the_first_successful_check_logs_ready_once(make_app, caplog):
         "until it does; 2 use case(s)",
         "service ready: Elasticsearch at http://es:9200 accepts the connector's credentials; 2 use case(s)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "details"),
+    [
+        (
+            {"since_checkpoint": {}, "range": VALID_BODY["range"]},
+            [
+                {
+                    "path": "$.range",
+                    "message": "cannot be combined with since_checkpoint; give one of the two forms",
+                }
+            ],
+        ),
+        (
+            {"since_checkpoint": {}, "baseline": {"from": "now-7d"}},
+            [
+                {
+                    "path": "$.baseline",
+                    "message": "cannot be combined with since_checkpoint; give one of the two forms",
+                }
+            ],
+        ),
+        (
+            {"since_checkpoint": {"baseline": "7w"}},
+            [
+                {
+                    "path": "$.since_checkpoint.baseline",
+                    "message": "'7w' does not match '^[1-9][0-9]{0,4}[dh]$'",
+                }
+            ],
+        ),
+        (
+            {"since_checkpoint": {"max_spans": 0}},
+            [{"path": "$.since_checkpoint.max_spans", "message": "0 is less than the minimum of 1"}],
+        ),
+        (
+            {"since_checkpoint": {"from": "now-1h"}},
+            [
+                {
+                    "path": "$.since_checkpoint.from",
+                    "message": "unknown field 'from'; allowed here: "
+                    "baseline, initial_from, max_spans, summary, to",
+                }
+            ],
+        ),
+    ],
+    ids=["with-range", "with-baseline", "baseline-unit", "max-spans-zero", "unknown-field"],
+)
+def test_since_checkpoint_schema_violations(client: FlaskClient, body, details, schema_files):
+    """since_checkpoint replaces range and baseline; its own fields are checked like every other."""
+    error = assert_error(_post_detect(client, body), 400, "invalid_request", schema_files)
+    assert error["details"] == details
