@@ -35,7 +35,6 @@ CHECKPOINT_MAPPINGS: Mapping[str, Any] = {
         "analysed_from": {"type": "date"},
         "analysed_to": {"type": "date"},
         "spans_analysed": {"type": "long"},
-        "ingest_time_field": {"type": "keyword"},
         "updated_at": {"type": "date"},
         "lease": {
             "properties": {"holder": {"type": "keyword"}, "until": {"type": "date"}},
@@ -69,7 +68,7 @@ class Checkpoint:
     seq_no: int | None = None
     primary_term: int | None = None
 
-    def document(self, *, now: datetime, ingest_time_field: str | None = None) -> dict[str, Any]:
+    def document(self, *, now: datetime) -> dict[str, Any]:
         def text(moment: datetime | None) -> str | None:
             return None if moment is None else isoformat_z(moment)
 
@@ -82,7 +81,6 @@ class Checkpoint:
             "analysed_from": text(self.analysed_from),
             "analysed_to": text(self.analysed_to),
             "spans_analysed": self.spans_analysed,
-            "ingest_time_field": ingest_time_field,
             "updated_at": text(now),
             "lease": lease,
         }
