@@ -5,6 +5,7 @@ the app's (:mod:`connector.service.app`), so unknown paths and methods need cred
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any
@@ -146,7 +147,8 @@ def _detect_since_checkpoint(state: ServiceState, body: dict[str, Any], budget: 
         store,
         request,
         detect=detect_span,
-        holder=g.request_id,
+        # Unique even when a caller reuses its X-Request-Id: the lease must tell two calls apart.
+        holder=f"{g.request_id}/{uuid.uuid4().hex[:12]}",
         lease=timedelta(seconds=settings.detect_timeout_seconds + WORKER_TIMEOUT_MARGIN_SECONDS),
         clock=lambda: datetime.now(UTC),
         max_days=settings.max_range_days,
