@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 from connector.config import UseCase
 from connector.model.terms import Entry, Pair, PairCounts
-from connector.progress.summary import HourSummary, SummaryStore, summary_key
-from connector.sources.elasticsearch import ElasticsearchSource, KeyCount
+from connector.progress.summary import HourSummary, SummaryStore, key_of, key_text, summary_key
+from connector.sources.elasticsearch import ElasticsearchSource
 
 log = logging.getLogger(__name__)
 
@@ -71,50 +71,59 @@ class SummarisedSource:
         source = self.source
         end = source.end
         key = summary_key(use_case, source.index, source.resolve_fields(use_case))
-        # First the event counts per hour (before any pair count: an event arriving in between makes the
-        # stored count disagree with the keys, so the next call recounts that hour).
-        observed = source.hourly_events(use_case, self.baseline_start, end)
-        baseline_hours = range(_ms(self.baseline_start), _ms(self.range_start), HOUR_MS)
-        stored = self.store.read(key, (hour for hour in baseline_hours if observed.get(hour)))
-        usable: dict[int, HourSummary] = {}
+        baseline_hours = list(range(_ms(self.baseline_start), _ms(self.range_start), HOUR_MS))
+        span_hours = list(range(_ms(self.range_start), _ms(end), HOUR_MS))
+        # Event counts come before any pair count: an event arriving in between makes a stored total
+        # smaller than the hour's, so the next call recounts that hour.
+        span_events = source.hourly_events(use_case, self.range_start, end)
+        span_totals = source.hourly_events(use_case, self.range_start, end, filtered=False)
+        stored = self.store.read(key, baseline_hours)
+        usable = dict(stored)
         stale: list[int] = []
-        for hour in baseline_hours:
-            events = observed.get(hour, 0)
-            if not events:
-                continue  # no event now: nothing to count, whatever was stored
-            summary = stored.get(hour)
-            if summary is not None and summary.events == events:
-                usable[hour] = summary
-            else:
-                stale.append(hour)
-        recounted: dict[int, list[KeyCount]] = {}
-        if stale:
-            first, last = min(stale), max(stale) + HOUR_MS
-            counted = source.hourly_key_counts(use_case, _at(first), _at(last))
-            recounted.update({hour: counted.get(hour, []) for hour in stale})
-        span = source.hourly_key_counts(use_case, self.range_start, end)
-        outside, outside_events = source.key_counts_outside(use_case, self.baseline_start, end)
-        merged: dict[tuple[tuple[object, ...], tuple[object, ...]], int] = {}
-        for key_counts in (
-            *(summary.key_counts for summary in usable.values()),
-            *recounted.values(),
-            *span.values(),
-            outside,
+        if source.window_total(use_case, self.baseline_start, self.range_start) != sum(
+            summary.total for summary in stored.values()
         ):
-            for aggregator, target, count in key_counts:
-                merged[(aggregator, target)] = merged.get((aggregator, target), 0) + count
+            # Something changed (or was never stored): find the hours, recount only those.
+            totals = source.hourly_events(use_case, self.baseline_start, self.range_start, filtered=False)
+            for hour in baseline_hours:
+                summary = stored.get(hour)
+                if totals.get(hour, 0) != (summary.total if summary else 0):
+                    stale.append(hour)
+                    usable.pop(hour, None)
+        recounted: dict[int, HourSummary] = {}
+        if stale:
+            first, last = _at(min(stale)), _at(max(stale) + HOUR_MS)
+            events = source.hourly_events(use_case, first, last)
+            totals = source.hourly_events(use_case, first, last, filtered=False)
+            counted = source.hourly_key_counts(use_case, first, last)
+            for hour in stale:
+                recounted[hour] = HourSummary.of(
+                    hour, events.get(hour, 0), totals.get(hour, 0), counted.get(hour, [])
+                )
+        span_counts = source.hourly_key_counts(use_case, self.range_start, end)
+        span = {
+            hour: HourSummary.of(
+                hour, span_events.get(hour, 0), span_totals.get(hour, 0), span_counts.get(hour, [])
+            )
+            for hour in span_hours
+        }
+        outside, outside_events = source.key_counts_outside(use_case, self.baseline_start, end)
+        merged: dict[str, int] = {}
+        for summary in (*usable.values(), *recounted.values(), *span.values()):
+            for text, count in zip(summary.keys, summary.counts, strict=True):
+                merged[text] = merged.get(text, 0) + count
+        for aggregator, target, count in outside:
+            text = key_text(aggregator, target)
+            merged[text] = merged.get(text, 0) + count
+        # Folded in the order of a composite aggregation (sorted by key), as a raw recount folds them.
+        ordered = sorted(((key_of(text), count) for text, count in merged.items()), key=lambda item: item[0])
         counts = PairCounts()
-        ordered = sorted(merged.items(), key=lambda item: item[0])
         source.fold_key_counts(use_case, counts, ((a, t, n) for (a, t), n in ordered))
-        events = sum(observed.values()) + outside_events
+        events = sum(summary.events for summary in (*usable.values(), *recounted.values(), *span.values()))
+        events += outside_events
         self.use = SummaryUse(hours_from_summary=len(usable), hours_recounted=len(stale), stale=stale)
         if self.write:
-            fresh = [HourSummary(hour, observed.get(hour, 0), tuple(recounted[hour])) for hour in stale]
-            fresh += [
-                HourSummary(hour, observed.get(hour, 0), tuple(span.get(hour, [])))
-                for hour in range(_ms(self.range_start), _ms(end), HOUR_MS)
-                if observed.get(hour) and _ms(end) - hour >= HOUR_MS
-            ]
+            fresh = [*recounted.values(), *(summary for summary in span.values() if summary.total)]
             self.use.hours_written = self.store.write(key, use_case, source.index, fresh)
         log.info(
             "use case %s: baseline hours from the summary %d, recounted %d, written %d",

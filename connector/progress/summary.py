@@ -1,12 +1,14 @@
 """The baseline summary: per-hour pair counts of analysed hours, kept in Elasticsearch.
 
 One document per (use case fingerprint, UTC hour), under an id derived from both, so rewriting an hour
-is idempotent. It holds the hour's event count and its (aggregator values, target values, count) keys
-as a compressed blob (``binary``: stored, never indexed). A summary is used only when its event count
-equals the hour's event count now (one ``date_histogram`` request checks every hour of a baseline);
-otherwise the hour is counted again from raw events and rewritten. So late events, deleted events or
-a summary that was never written cost a recount, never a wrong count. (An hour that lost and gained
-the same number of events between two calls is the one change the check cannot see.)
+is idempotent. It holds the hour's matching events (``events``), all its events (``total``, filter or
+not) and its (aggregator values, target values) keys with their counts, as a compressed blob
+(``binary``: stored, never indexed). Summaries are used only while the totals still add up: one
+``count`` of the whole baseline (a range on the timestamp alone, which Elasticsearch answers from its
+point index without reading events) must equal the sum of the stored totals; otherwise a per-hour
+histogram finds the hours that changed and they are counted again from raw events and rewritten. So late
+events, deleted events or a summary that was never written cost a recount, never a wrong count. (Events
+that arrive and leave in equal numbers between two calls are the one change the check cannot see.)
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import hashlib
 import json
 import logging
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +40,7 @@ SUMMARY_MAPPINGS: Mapping[str, Any] = {
         "index": {"type": "keyword"},
         "hour": {"type": "date"},
         "events": {"type": "long"},
+        "total": {"type": "long"},
         "keys": {"type": "long"},
         "counts": {"type": "binary"},
         "written_at": {"type": "date"},
@@ -60,21 +63,41 @@ def summary_key(use_case: UseCase, index: str, fields: ResolvedFields) -> str:
     return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()[:40]
 
 
+def key_text(aggregator: Sequence[Any], target: Sequence[Any]) -> str:
+    """A counted key as compact JSON: merging hours adds counts under these strings, and only the
+    distinct keys of the result are parsed back (:func:`key_of`)."""
+    return json.dumps([list(aggregator), list(target)], separators=(",", ":"), ensure_ascii=False)
+
+
+def key_of(text: str) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    aggregator, target = json.loads(text)
+    return tuple(aggregator), tuple(target)
+
+
 @dataclass(frozen=True)
 class HourSummary:
+    """One hour: matching events, all events, and the counted keys (:func:`key_text`) with their counts."""
+
     hour_ms: int
     events: int
-    key_counts: tuple[KeyCount, ...]
+    total: int
+    keys: tuple[str, ...] = ()
+    counts: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, hour_ms: int, events: int, total: int, key_counts: Iterable[KeyCount]) -> HourSummary:
+        rows = [(key_text(aggregator, target), count) for aggregator, target, count in key_counts]
+        return cls(hour_ms, events, total, tuple(key for key, _ in rows), tuple(count for _, count in rows))
 
 
-def _encode(key_counts: Iterable[KeyCount]) -> str:
-    rows = [[list(aggregator), list(target), count] for aggregator, target, count in key_counts]
-    return base64.b64encode(zlib.compress(json.dumps(rows, separators=(",", ":")).encode())).decode()
+def _encode(summary: HourSummary) -> str:
+    blob = json.dumps({"k": summary.keys, "n": summary.counts}, separators=(",", ":"), ensure_ascii=False)
+    return base64.b64encode(zlib.compress(blob.encode())).decode()
 
 
-def _decode(blob: str) -> tuple[KeyCount, ...]:
+def _decode(blob: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
     rows = json.loads(zlib.decompress(base64.b64decode(blob)))
-    return tuple((tuple(aggregator), tuple(target), int(count)) for aggregator, target, count in rows)
+    return tuple(rows["k"]), tuple(rows["n"])
 
 
 class SummaryStore:
@@ -110,7 +133,10 @@ class SummaryStore:
                 hour_ms = int(
                     datetime.fromisoformat(source["hour"].replace("Z", "+00:00")).timestamp() * 1000
                 )
-                found[hour_ms] = HourSummary(hour_ms, int(source["events"]), _decode(source["counts"]))
+                keys, counts = _decode(source["counts"])
+                found[hour_ms] = HourSummary(
+                    hour_ms, int(source["events"]), int(source["total"]), keys, counts
+                )
         return found
 
     def write(self, key: str, use_case: UseCase, index: str, summaries: Iterable[HourSummary]) -> int:
@@ -126,8 +152,9 @@ class SummaryStore:
                     "index": index,
                     "hour": isoformat_z(datetime.fromtimestamp(summary.hour_ms / 1000, UTC)),
                     "events": summary.events,
-                    "keys": len(summary.key_counts),
-                    "counts": _encode(summary.key_counts),
+                    "total": summary.total,
+                    "keys": len(summary.keys),
+                    "counts": _encode(summary),
                     "written_at": now,
                 },
             }

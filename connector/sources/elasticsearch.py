@@ -267,16 +267,31 @@ class ElasticsearchSource:
             filters.append({"query_string": {"query": use_case.es_query_filter}})
         return {"bool": {"filter": filters}}
 
-    def hourly_events(self, use_case: UseCase, start: datetime, end: datetime) -> dict[int, int]:
-        """Events per UTC hour (epoch ms of its start) in ``[start, end)``: one request, no pair keys."""
+    def window_total(self, use_case: UseCase, start: datetime, end: datetime) -> int:
+        """All events (no filter) with ``start <= timestamp < end``: a range on the timestamp alone, which
+        Elasticsearch counts from its point index without visiting events."""
         timestamp = self.resolve_fields(use_case).timestamp
+        window = {"gte": isoformat_z(start), "lt": isoformat_z(end), "format": "strict_date_optional_time"}
+        response = self._call("count", index=self.index, query={"range": {timestamp: window}})
+        return int(response["count"])
+
+    def hourly_events(
+        self, use_case: UseCase, start: datetime, end: datetime, *, filtered: bool = True
+    ) -> dict[int, int]:
+        """Events per UTC hour (epoch ms of its start) in ``[start, end)``: one request, no pair keys.
+
+        :param filtered: the use case's events (else every event: the summary's change signature)
+        """
+        timestamp = self.resolve_fields(use_case).timestamp
+        window = {"gte": isoformat_z(start), "lt": isoformat_z(end), "format": "strict_date_optional_time"}
+        query = self.event_time_query(use_case, start, end) if filtered else {"range": {timestamp: window}}
         response = self._call(
             "search",
             index=self.index,
             size=0,
             track_total_hits=False,
             allow_partial_search_results=False,
-            query=self.event_time_query(use_case, start, end),
+            query=query,
             aggs={
                 "hours": {"date_histogram": {"field": timestamp, "fixed_interval": "1h", "min_doc_count": 1}}
             },
