@@ -22,6 +22,7 @@ from connector.sources.elasticsearch import ElasticsearchSource
 log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
 
 
 def _ms(moment: datetime) -> int:
@@ -69,27 +70,43 @@ class SummarisedSource:
 
     def pair_counts(self, use_case: UseCase) -> tuple[PairCounts, int]:
         source = self.source
-        end = source.end
+        store = self.store
+        end = _ms(source.end)
         key = summary_key(use_case, source.index, source.resolve_fields(use_case))
-        baseline_hours = list(range(_ms(self.baseline_start), _ms(self.range_start), HOUR_MS))
-        span_hours = list(range(_ms(self.range_start), _ms(end), HOUR_MS))
+        start, range_start = _ms(self.baseline_start), _ms(self.range_start)
+        baseline_hours = list(range(start, range_start, HOUR_MS))
+        span_hours = list(range(range_start, end, HOUR_MS))
+        full_days = list(range(_ceil_day(start), range_start - DAY_MS + 1, DAY_MS))
         # Event counts come before any pair count: an event arriving in between makes a stored total
         # smaller than the hour's, so the next call recounts that hour.
-        span_events = source.hourly_events(use_case, self.range_start, end)
-        span_totals = source.hourly_events(use_case, self.range_start, end, filtered=False)
-        stored = self.store.read(key, baseline_hours)
-        usable = dict(stored)
+        span_events = source.hourly_events(use_case, self.range_start, source.end)
+        span_totals = source.hourly_events(use_case, self.range_start, source.end, filtered=False)
+        days = store.read(key, full_days, length=24)
+        hours = store.read(key, [hour for hour in baseline_hours if not _covered(hour, days)])
         stale: list[int] = []
-        if source.window_total(use_case, self.baseline_start, self.range_start) != sum(
-            summary.total for summary in stored.values()
-        ):
+        known_empty: set[int] = set()
+        stored_total = sum(day.total for day in days.values()) + sum(hour.total for hour in hours.values())
+        if source.window_total(use_case, self.baseline_start, self.range_start) != stored_total:
             # Something changed (or was never stored): find the hours, recount only those.
             totals = source.hourly_events(use_case, self.baseline_start, self.range_start, filtered=False)
+            for day_ms, day in list(days.items()):
+                if any(totals.get(day_ms + i * HOUR_MS, 0) != total for i, total in enumerate(day.totals())):
+                    del days[day_ms]  # its hours are judged one by one below
+            hours.update(
+                store.read(
+                    key,
+                    [hour for hour in baseline_hours if hour not in hours and not _covered(hour, days)],
+                )
+            )
             for hour in baseline_hours:
-                summary = stored.get(hour)
-                if totals.get(hour, 0) != (summary.total if summary else 0):
+                if _covered(hour, days):
+                    continue
+                summary, now = hours.get(hour), totals.get(hour, 0)
+                if summary is None and now == 0:
+                    known_empty.add(hour)
+                elif summary is None or summary.total != now:
                     stale.append(hour)
-                    usable.pop(hour, None)
+                    hours.pop(hour, None)
         recounted: dict[int, HourSummary] = {}
         if stale:
             first, last = _at(min(stale)), _at(max(stale) + HOUR_MS)
@@ -100,16 +117,17 @@ class SummarisedSource:
                 recounted[hour] = HourSummary.of(
                     hour, events.get(hour, 0), totals.get(hour, 0), counted.get(hour, [])
                 )
-        span_counts = source.hourly_key_counts(use_case, self.range_start, end)
+        span_counts = source.hourly_key_counts(use_case, self.range_start, source.end)
         span = {
             hour: HourSummary.of(
                 hour, span_events.get(hour, 0), span_totals.get(hour, 0), span_counts.get(hour, [])
             )
             for hour in span_hours
         }
-        outside, outside_events = source.key_counts_outside(use_case, self.baseline_start, end)
+        outside, outside_events = source.key_counts_outside(use_case, self.baseline_start, source.end)
+        pieces = [*days.values(), *hours.values(), *recounted.values(), *span.values()]
         merged: dict[str, int] = {}
-        for summary in (*usable.values(), *recounted.values(), *span.values()):
+        for summary in pieces:
             for text, count in zip(summary.keys, summary.counts, strict=True):
                 merged[text] = merged.get(text, 0) + count
         for aggregator, target, count in outside:
@@ -119,12 +137,20 @@ class SummarisedSource:
         ordered = sorted(((key_of(text), count) for text, count in merged.items()), key=lambda item: item[0])
         counts = PairCounts()
         source.fold_key_counts(use_case, counts, ((a, t, n) for (a, t), n in ordered))
-        events = sum(summary.events for summary in (*usable.values(), *recounted.values(), *span.values()))
-        events += outside_events
-        self.use = SummaryUse(hours_from_summary=len(usable), hours_recounted=len(stale), stale=stale)
+        events = sum(summary.events for summary in pieces) + outside_events
+        from_summary = sum(
+            1 for summary in (*days.values(), *hours.values()) for total in summary.totals() if total
+        )
+        self.use = SummaryUse(hours_from_summary=from_summary, hours_recounted=len(stale), stale=stale)
         if self.write:
-            fresh = [*recounted.values(), *(summary for summary in span.values() if summary.total)]
-            self.use.hours_written = self.store.write(key, use_case, source.index, fresh)
+            fresh = [*recounted.values(), *span.values()]
+            fresh += [HourSummary(hour, 0, 0) for hour in sorted(known_empty)]
+            known = {summary.hour_ms: summary for summary in (*hours.values(), *fresh)}
+            for day_ms in range(_ceil_day(start), end - DAY_MS + 1, DAY_MS):
+                parts = [known.get(hour) for hour in range(day_ms, day_ms + DAY_MS, HOUR_MS)]
+                if day_ms not in days and all(part is not None for part in parts):
+                    fresh.append(HourSummary.day(day_ms, [part for part in parts if part is not None]))
+            self.use.hours_written = store.write(key, use_case, source.index, fresh)
         log.info(
             "use case %s: baseline hours from the summary %d, recounted %d, written %d",
             use_case.section,
@@ -137,3 +163,16 @@ class SummarisedSource:
 
 def _at(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _day(hour_ms: int) -> int:
+    return hour_ms - hour_ms % DAY_MS
+
+
+def _ceil_day(moment_ms: int) -> int:
+    return -(-moment_ms // DAY_MS) * DAY_MS
+
+
+def _covered(hour_ms: int, days: dict[int, HourSummary]) -> bool:
+    """Whether a valid day rollup (only whole days of the baseline are read as rollups) holds this hour."""
+    return _day(hour_ms) in days

@@ -41,6 +41,8 @@ SUMMARY_MAPPINGS: Mapping[str, Any] = {
         "hour": {"type": "date"},
         "events": {"type": "long"},
         "total": {"type": "long"},
+        "hours": {"type": "short"},
+        "hour_totals": {"type": "long"},
         "keys": {"type": "long"},
         "counts": {"type": "binary"},
         "written_at": {"type": "date"},
@@ -76,18 +78,42 @@ def key_of(text: str) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
 
 @dataclass(frozen=True)
 class HourSummary:
-    """One hour: matching events, all events, and the counted keys (:func:`key_text`) with their counts."""
+    """An hour (or a whole day of 24 hours, a rollup read in one document): matching events, all
+    events, the total of each hour, and the counted keys (:func:`key_text`) with their counts."""
 
     hour_ms: int
     events: int
     total: int
     keys: tuple[str, ...] = ()
     counts: tuple[int, ...] = ()
+    hours: int = 1
+    hour_totals: tuple[int, ...] = ()
+
+    def totals(self) -> tuple[int, ...]:
+        """The total of each hour covered, first hour first."""
+        return self.hour_totals or (self.total,)
 
     @classmethod
     def of(cls, hour_ms: int, events: int, total: int, key_counts: Iterable[KeyCount]) -> HourSummary:
         rows = [(key_text(aggregator, target), count) for aggregator, target, count in key_counts]
         return cls(hour_ms, events, total, tuple(key for key, _ in rows), tuple(count for _, count in rows))
+
+    @classmethod
+    def day(cls, day_ms: int, hours: Sequence[HourSummary]) -> HourSummary:
+        """The rollup of a day's 24 consecutive hour summaries."""
+        merged: dict[str, int] = {}
+        for hour in hours:
+            for text, count in zip(hour.keys, hour.counts, strict=True):
+                merged[text] = merged.get(text, 0) + count
+        return cls(
+            day_ms,
+            sum(hour.events for hour in hours),
+            sum(hour.total for hour in hours),
+            tuple(merged),
+            tuple(merged.values()),
+            hours=len(hours),
+            hour_totals=tuple(hour.total for hour in hours),
+        )
 
 
 def _encode(summary: HourSummary) -> str:
@@ -111,19 +137,22 @@ class SummaryStore:
         self._exists: bool | None = None  # learnt from a read: saves a create request per write
 
     @staticmethod
-    def document_id(key: str, hour_ms: int) -> str:
-        return f"{key}-{hour_ms}"
+    def document_id(key: str, hour_ms: int, hours: int = 1) -> str:
+        return f"{key}-{hour_ms}" if hours == 1 else f"{key}-d{hours}-{hour_ms}"
 
-    def read(self, key: str, hours: Iterable[int]) -> dict[int, HourSummary]:
-        """The stored summaries of ``hours`` (epoch ms), by realtime multi-get (no refresh needed)."""
+    def read(self, key: str, hours: Iterable[int], *, length: int = 1) -> dict[int, HourSummary]:
+        """The stored summaries starting at ``hours`` (epoch ms) covering ``length`` hours each (1, or 24
+        for day rollups), by realtime multi-get (no refresh needed)."""
         wanted = sorted(set(hours))
+        if not wanted:
+            return {}
         found: dict[int, HourSummary] = {}
         for offset in range(0, len(wanted), MGET_BATCH):
             batch = wanted[offset : offset + MGET_BATCH]
             self.requests += 1
             client = self.budget.bind(self.client, "reading the baseline summary").options(ignore_status=404)
             answer = call_elasticsearch(
-                client.mget, index=self.index, ids=[self.document_id(key, hour) for hour in batch]
+                client.mget, index=self.index, ids=[self.document_id(key, hour, length) for hour in batch]
             )
             self._exists = answer.meta.status != 404
             for document in answer.body.get("docs", []):
@@ -135,7 +164,13 @@ class SummaryStore:
                 )
                 keys, counts = _decode(source["counts"])
                 found[hour_ms] = HourSummary(
-                    hour_ms, int(source["events"]), int(source["total"]), keys, counts
+                    hour_ms,
+                    int(source["events"]),
+                    int(source["total"]),
+                    keys,
+                    counts,
+                    hours=int(source.get("hours") or 1),
+                    hour_totals=tuple(source.get("hour_totals") or ()),
                 )
         return found
 
@@ -145,7 +180,7 @@ class SummaryStore:
         actions = [
             {
                 "_index": self.index,
-                "_id": self.document_id(key, summary.hour_ms),
+                "_id": self.document_id(key, summary.hour_ms, summary.hours),
                 "_source": {
                     "key": key,
                     "use_case": use_case.section,
@@ -153,6 +188,8 @@ class SummaryStore:
                     "hour": isoformat_z(datetime.fromtimestamp(summary.hour_ms / 1000, UTC)),
                     "events": summary.events,
                     "total": summary.total,
+                    "hours": summary.hours,
+                    "hour_totals": list(summary.totals()),
                     "keys": len(summary.keys),
                     "counts": _encode(summary),
                     "written_at": now,

@@ -92,6 +92,10 @@ def test_counts_from_the_summary_equal_a_raw_recount_hour_after_hour(es_client, 
         assert [(use.hours_recounted, use.hours_from_summary) for use in uses[1:]] == [
             (0, 54 + n) for n in range(1, 10)
         ]
+        # Whole days are read back as one rollup each (2024-02-28 to 03-05 lie inside every baseline).
+        es_client.indices.refresh(index=summary_index)
+        rollups = es_client.count(index=summary_index, query={"term": {"hours": 24}})["count"]
+        assert rollups >= 6
 
 
 def test_a_late_event_or_a_lost_summary_is_recounted_never_used_stale(es_client, indices, tmp_path):
@@ -105,6 +109,18 @@ def test_a_late_event_or_a_lost_summary_is_recounted_never_used_stale(es_client,
         "meta": {"command": {"name": "get_all_processes_enriched"}},
         "OsqueryFilter": {"name": "late.exe", "parentname": "OUTLOOK.EXE"},
     }
+    day_id = store.document_id(
+        summary_key(
+            use_case,
+            index,
+            ElasticsearchSource(es_client, index=index, start=FIRST_SPAN, end=FIRST_SPAN).resolve_fields(
+                use_case
+            ),
+        ),
+        int(datetime(2024, 3, 5, tzinfo=UTC).timestamp() * 1000),
+        24,
+    )
+    before = es_client.get(index=summary_index, id=day_id)["_source"]  # the day rollup holding 03:30
     es_client.index(index=index, id="late", document=late, refresh="wait_for")
     key = summary_key(
         use_case,
@@ -120,6 +136,8 @@ def test_a_late_event_or_a_lost_summary_is_recounted_never_used_stale(es_client,
     late_hour = int(datetime(2024, 3, 5, 3, tzinfo=UTC).timestamp() * 1000)
     assert sorted(use.stale) == sorted([late_hour, lost[0]])
     assert ("late.exe", 1) in dict(summarised[0])["OUTLOOK.EXE"]
+    after = es_client.get(index=summary_index, id=day_id)["_source"]
+    assert after["hour_totals"][3] == before["hour_totals"][3] + 1 and after["events"] == before["events"] + 1
     # Rewritten: the next span uses them again.
     _, _, use = raw_and_summarised(es_client, index, store, use_case, FIRST_SPAN + 2 * HOUR)
     assert use.hours_recounted == 0
