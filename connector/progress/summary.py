@@ -1,14 +1,15 @@
 """The baseline summary: per-hour pair counts of analysed hours, kept in Elasticsearch.
 
-One document per (use case fingerprint, UTC hour), under an id derived from both, so rewriting an hour
-is idempotent. It holds the hour's matching events (``events``), all its events (``total``, filter or
-not) and its (aggregator values, target values) keys with their counts, as a compressed blob
-(``binary``: stored, never indexed). Summaries are used only while the totals still add up: one
-``count`` of the whole baseline (a range on the timestamp alone, which Elasticsearch answers from its
-point index without reading events) must equal the sum of the stored totals; otherwise a per-hour
-histogram finds the hours that changed and they are counted again from raw events and rewritten. So late
-events, deleted events or a summary that was never written cost a recount, never a wrong count. (Events
-that arrive and leave in equal numbers between two calls are the one change the check cannot see.)
+One document per (use case fingerprint, UTC hour), and one rollup per whole day once its 24 hours are
+known, under ids derived from what they cover, so rewriting one is idempotent. Each holds its matching
+events (``events``), all its events (``total``, filter or not; a rollup also per hour) and its
+(aggregator values, target values) keys with their counts, as a compressed blob (``binary``: stored,
+never indexed). Summaries are used only while the totals still add up: one ``count`` of the whole
+baseline (a range on the timestamp alone, which Elasticsearch answers from its point index without
+reading events) must equal the sum of the stored totals; otherwise a per-hour histogram finds the hours
+that changed and they are counted again from raw events and rewritten. So late events, deleted events
+or a summary that was never written cost a recount, never a wrong count. (Events that arrive and leave
+in equal numbers between two calls are the one change the check cannot see.)
 """
 
 from __future__ import annotations
