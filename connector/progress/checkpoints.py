@@ -145,7 +145,11 @@ class CheckpointStore:
         return Checkpoint.from_hit(hit)
 
     def all(self) -> list[Checkpoint]:
-        """Every checkpoint, by use case and index (an absent index means none yet)."""
+        """Every checkpoint, by use case and index (an absent index means none yet).
+
+        A search finds the documents, a realtime multi-get reads them: a search alone would show a
+        checkpoint as of the index's last refresh, possibly an hour behind what a call just stored.
+        """
         self.requests += 1
         client = self.budget.bind(self.client, "listing checkpoints").options(ignore_status=404)
         response = call_elasticsearch(
@@ -154,10 +158,15 @@ class CheckpointStore:
             size=1000,
             query={"match_all": {}},
             sort=[{"use_case": "asc"}, {"index": "asc"}],
-            seq_no_primary_term=True,
+            source=False,
         )
-        hits = (response.get("hits") or {}).get("hits") or []
-        return [Checkpoint.from_hit(hit) for hit in hits]
+        ids = [hit["_id"] for hit in (response.get("hits") or {}).get("hits") or []]
+        if not ids:
+            return []
+        self.requests += 1
+        client = self.budget.bind(self.client, "reading checkpoints")
+        documents = call_elasticsearch(client.mget, index=self.index, ids=ids)["docs"]
+        return [Checkpoint.from_hit(document) for document in documents if document.get("found")]
 
     def acquire(
         self, use_case: str, index: str, *, holder: str, now: datetime, lease: timedelta

@@ -155,8 +155,14 @@ class SummaryStore:
             answer = call_elasticsearch(
                 client.mget, index=self.index, ids=[self.document_id(key, hour, length) for hour in batch]
             )
-            self._exists = answer.meta.status != 404
-            for document in answer.body.get("docs", []):
+            documents = answer.body.get("docs", [])
+            # A missing index is a 404, or (mget) an error per document: then the first write creates it
+            # with its mappings rather than letting a bulk request create it with dynamic ones.
+            self._exists = answer.meta.status != 404 and not any(
+                (document.get("error") or {}).get("type") == "index_not_found_exception"
+                for document in documents
+            )
+            for document in documents:
                 if not document.get("found"):
                     continue
                 source = document["_source"]

@@ -348,8 +348,15 @@ def test_a_worker_killed_in_the_middle_of_a_catch_up_loses_nothing(
 
         def call() -> None:
             try:
+                # summary off: every hour recounts its baseline, so the 72 hours take long enough to kill
                 killed.append(
-                    since(service, sample_index, initial_from="2024-03-04T00:00Z", to="2024-03-07T00:00Z")
+                    since(
+                        service,
+                        sample_index,
+                        initial_from="2024-03-04T00:00Z",
+                        to="2024-03-07T00:00Z",
+                        summary=False,
+                    )
                 )
             except OSError as error:  # the connection dies with the worker
                 killed.append(error)
@@ -359,13 +366,14 @@ def test_a_worker_killed_in_the_middle_of_a_catch_up_loses_nothing(
         checkpoints = service.environment["CONNECTOR_CHECKPOINT_INDEX"]
         stored: dict[str, Any] = {}
         for _ in range(600):
-            found = es_client.options(ignore_status=404).get(
+            found = es_client.options(ignore_status=(404, 503)).get(  # 503: the index is being created
                 index=checkpoints, id=checkpoint_id(USE_CASE, sample_index)
             )
             stored = found.body.get("_source") or {}
             if stored.get("spans_analysed", 0) >= 2:
                 break
             time.sleep(0.01)
+        assert stored.get("spans_analysed", 0) >= 2, stored
         worker = next(
             line["process"]["pid"]
             for line in service.log_lines()
@@ -387,7 +395,8 @@ def test_a_worker_killed_in_the_middle_of_a_catch_up_loses_nothing(
             else:
                 assert result.json()["error"]["code"] == "checkpoint_busy"
                 time.sleep(1)
-        assert answers and answers[0]["checkpoint"]["previous"] == resumed_from
+        # A checkpoint write the worker had already sent may land after the read above: never earlier.
+        assert answers and resumed_from <= answers[0]["checkpoint"]["previous"] < "2024-03-07"
         final = es_client.get(index=checkpoints, id=checkpoint_id(USE_CASE, sample_index))["_source"]
         assert final["analysed_to"] == "2024-03-07T00:00:00.000Z" and final["lease"] is None
         assert sorted(
