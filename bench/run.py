@@ -21,6 +21,10 @@ planted child was found and no whitelisted one reported (exit 1 otherwise), and 
 ``bench/results/<date>-<scales>.json`` and ``.md`` with the machine's description.
 
     python bench/run.py --scales 1,4,16 --repeats 5
+
+``--case hourly`` measures the scheduled hourly call instead (``bench/hourly.py``): the last hour with no
+baseline, a 7-day and a 30-day one, each counted raw and with the baseline summary; recorded as
+``bench/results/<date>-hourly.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ if str(ROOT) not in sys.path:  # run as a script: bench/ and connector/ live at 
 
 from elasticsearch import Elasticsearch  # noqa: E402
 
+from bench.hourly import bench_hourly_scale, hourly_summary, hourly_table  # noqa: E402
 from bench.loader import DataSet, LoadReport, describe, ensure_loaded, load_generator  # noqa: E402
 from bench.scan import memory_kib  # noqa: E402
 from connector.config import RareChildUseCase, UseCase, load_use_case  # noqa: E402
@@ -938,6 +943,70 @@ def run_benchmark(
         client.close()
 
 
+def run_hourly(
+    es_url: str, *, scales: Sequence[str], repeats: int, results_dir: Path, index_prefix: str = INDEX_PREFIX
+) -> dict[str, Any]:
+    """The hourly case (bench/hourly.py) for every scale; recorded as ``<date>-hourly``."""
+    client = Elasticsearch(es_url, request_timeout=REQUEST_TIMEOUT_S)
+    try:
+        results: dict[str, Any] = {
+            "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "case": "hourly",
+            "scales": [data_set_for(scale).name for scale in scales],
+            "repeats": repeats,
+            "machine": machine_description(client),
+            "activity_before": foreign_activity(),
+            "results": [],
+        }
+        for scale in scales:
+            data_set = data_set_for(scale)
+            results["results"].append(
+                bench_hourly_scale(
+                    client,
+                    data_set,
+                    repeats=repeats,
+                    index=f"{index_prefix}{data_set.name}",
+                    use_case_path=USE_CASES,
+                )
+            )
+        results["summary"] = hourly_summary(results["results"])
+        results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        results_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"{results['date']}-hourly"
+        json_path, md_path = results_dir / f"{stem}.json", results_dir / f"{stem}.md"
+        json_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        machine = results["machine"]
+        lines = [
+            f"# Benchmark {results['date']} (hourly: {', '.join(results['scales'])})",
+            "",
+            f"Machine: {machine['nproc']} CPUs ({machine['cpu_model']}), {machine['memory_gib']} GiB, "
+            f"Linux {machine['kernel']}, Python {machine['python']}, "
+            f"Elasticsearch {machine['elasticsearch']} "
+            f"(1 node, {machine['es_heap_mb']} MB heap). Repeats: {repeats} (medians); in-process engine "
+            "calls (detect_in_elasticsearch), cold (request cache cleared), annotate none.",
+            "",
+            "One scheduled call for the last hour of the data set; raw = the baseline recounted by the "
+            "composite aggregation; with summary = whole baseline hours read back from the summary index "
+            "(primed by one call first), the hour itself counted raw. Outliers and counts of both are "
+            "compared on every call.",
+            "",
+            *hourly_table(results["results"]),
+            "",
+            f"Summary: `{json.dumps(results['summary'], sort_keys=True)}`",
+            "",
+            f"- before: {results['activity_before']}",
+        ]
+        for item in results["results"]:
+            for problem in item["problems"]:
+                lines.append(f"  - PROBLEM: {problem}")
+        md_path.write_text("\n".join(lines) + "\n")
+        results["files"] = [str(json_path), str(md_path)]
+        return results
+    finally:
+        client.close()
+
+
 def add_node_options(parser: argparse.ArgumentParser) -> None:
     """Where the benchmark's Elasticsearch node and recorded results live (shared with bench/load.py)."""
     parser.add_argument("--es-url", help="use this cluster instead of starting/reusing the benchmark node")
@@ -961,9 +1030,22 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="skip (c) on larger data sets (it reads every event: minutes at 16x)",
     )
+    parser.add_argument(
+        "--case", choices=("detect", "hourly"), default="detect", help="hourly: the scheduled last-hour call"
+    )
     add_node_options(parser)
     args = parser.parse_args(argv)
     scales = [scale.strip() for scale in args.scales.split(",") if scale.strip()]
+    if args.case == "hourly":
+        with elasticsearch_node(args.es_url, args.node_dir, args.heap_mb, args.keep_node) as es_url:
+            hourly = run_hourly(es_url, scales=scales, repeats=args.repeats, results_dir=args.results_dir)
+        print("\n".join(hourly_table(hourly["results"])))
+        print(json.dumps(hourly["summary"], indent=2, sort_keys=True))
+        print("recorded: " + ", ".join(hourly["files"]))
+        hourly_problems = [problem for item in hourly["results"] for problem in item["problems"]]
+        for problem in hourly_problems:
+            print(f"PROBLEM: {problem}", file=sys.stderr)
+        return 1 if hourly_problems else 0
     with elasticsearch_node(args.es_url, args.node_dir, args.heap_mb, args.keep_node) as es_url:
         results = run_benchmark(
             es_url,

@@ -94,6 +94,8 @@ KNOWN_OPTIONS = frozenset(
         "host_field",
         # ours: where the events' fields live (connector/profiles.py)
         "profile",
+        # ours: the time an event reached Elasticsearch; a since_checkpoint span selects on it
+        "ingest_time_field",
     }
 )
 
@@ -167,6 +169,8 @@ class UseCase:
     process_documents_chronologically: bool = True
     should_notify: bool = False
     host_field: str = DEFAULT_HOST_FIELD
+    #: when the event reached Elasticsearch (ECS: event.ingested); None: spans select on timestamp_field
+    ingest_time_field: str | None = None
     extra_options: tuple[tuple[str, str], ...] = ()
     assets: tuple[tuple[str, str], ...] = ()
     whitelist: Whitelist = field(default_factory=Whitelist)
@@ -192,6 +196,7 @@ RARECHILD_OPTIONS = frozenset(
         "aggregator",
         "target",
         "host_field",
+        "ingest_time_field",
         "path_field",
         "knowledge",
         "score_threshold",
@@ -233,6 +238,7 @@ class RareChildUseCase:
     timestamp_field: str = DEFAULT_TIMESTAMP_FIELD
     es_index: str | None = None
     host_field: str = DEFAULT_HOST_FIELD
+    ingest_time_field: str | None = None
     path_field: str = DEFAULT_PATH_FIELD
     knowledge: str | None = None
     score_threshold: float = DEFAULT_SCORE_THRESHOLD
@@ -493,6 +499,7 @@ def _use_case(
         process_documents_chronologically=boolean("process_documents_chronologically", True),
         should_notify=boolean("should_notify", False),
         host_field=section.get("host_field") or DEFAULT_HOST_FIELD,
+        ingest_time_field=section.get("ingest_time_field", "").strip() or None,
         extra_options=_extra_options(section, path, KNOWN_OPTIONS),
         assets=settings.assets,
         whitelist=whitelist,
@@ -542,6 +549,7 @@ def _rarechild_use_case(
         timestamp_field=section.get("timestamp_field") or settings.timestamp_field,
         es_index=section.get("es_index") or settings.es_index_pattern,
         host_field=section.get("host_field") or DEFAULT_HOST_FIELD,
+        ingest_time_field=section.get("ingest_time_field", "").strip() or None,
         path_field=section.get("path_field") or DEFAULT_PATH_FIELD,
         knowledge=knowledge,
         score_threshold=_number(section, "score_threshold", reader.fail, DEFAULT_SCORE_THRESHOLD, minimum=0),

@@ -22,6 +22,8 @@ from connector.model.fields import text_at
 from connector.model.outlier import Outlier
 from connector.model.terms import Pair, PairCounts, TermsEvaluation
 from connector.profiles import ProfileChoice, profiled
+from connector.progress.incremental import SummarisedSource
+from connector.progress.summary import SummaryStore
 from connector.rarechild_engine import (
     RareChildDetection,
     RareChildResult,
@@ -250,6 +252,8 @@ def detect_in_elasticsearch(
     budget: TimeBudget | None = None,
     allowed_indices: tuple[str, ...] | None = None,
     composite_page_size: int = COMPOSITE_PAGE_SIZE,
+    ingest_time_field: str | None = None,
+    summary: SummaryStore | None = None,
 ) -> ElasticsearchDetection | RareChildDetection:
     """Run ``use_case`` over ``index`` for ``time_range`` and write the outliers back.
 
@@ -260,6 +264,10 @@ def detect_in_elasticsearch(
     ``[start, end)`` are reported and written. ``budget`` bounds every request, reads and writes alike,
     and all of them together (a request that would start after its deadline raises instead).
     ``allowed_indices`` restricts the concrete indices read (aliases and data streams resolved first).
+    With ``ingest_time_field`` the range selects events by when they were ingested, and counts still
+    follow the event time (scheduled spans, docs/scheduling.md "Late events"). With ``summary`` (terms
+    use cases, a baseline, hour-aligned bounds) whole baseline hours are counted from the stored summary
+    and the hours counted raw are stored for the next call; the counts are those of a raw recount.
 
     :raises ElasticsearchTimeoutError: a request, or the whole detection, ran out of time; the message
         names the setting to raise
@@ -279,6 +287,7 @@ def detect_in_elasticsearch(
             budget=budget,
             allowed_indices=allowed_indices,
             composite_page_size=composite_page_size,
+            ingest_time_field=ingest_time_field,
         )
     began = time.monotonic()
     counted_from = min(baseline_start, time_range.start) if baseline_start else time_range.start
@@ -291,20 +300,29 @@ def detect_in_elasticsearch(
         budget=budget,
         allowed_indices=allowed_indices,
         composite_page_size=composite_page_size,
+        ingest_time_field=ingest_time_field,
+        range_start=time_range.start,
     )
-    result = run(source, use_case)
+    counting: EventSource = source
+    if summary is not None and baseline_start is not None and _on_the_hour(counted_from, time_range.start):
+        counting = SummarisedSource(
+            source, summary, baseline_start=counted_from, range_start=time_range.start, write=not dry_run
+        )
+    result = run(counting, use_case)
     use_case = result.use_case  # as run: with its data profile
     hint = source.empty_range_hint(use_case) if result.events_analyzed == 0 else None
     in_range = result.outliers
-    if baseline_start is not None:
-        first_ms = int(time_range.start.timestamp() * 1000)
-        in_range = tuple(outlier for outlier in result.outliers if _sort_millis(outlier.hit) >= first_ms)
+    has_range = baseline_start is not None or source.ingest_time_field is not None
+    if has_range:
+        in_range = tuple(
+            outlier for outlier in result.outliers if source.in_range(outlier.hit, time_range.start)
+        )
     pairs = {_pair(outlier) for outlier in in_range}
     explanations = source.explain(
         use_case,
         pairs,
         result.final_counts,
-        range_start=time_range.start if baseline_start is not None else None,
+        range_start=time_range.start if has_range else None,
     )
     report = write_outliers(
         client,
@@ -343,10 +361,9 @@ def detect_in_elasticsearch(
     )
 
 
+def _on_the_hour(*moments: datetime) -> bool:
+    return all(moment.minute == moment.second == moment.microsecond == 0 for moment in moments)
+
+
 def _pair(outlier: Outlier) -> Pair:
     return (outlier.observation.aggregator, outlier.observation.term)
-
-
-def _sort_millis(hit: Mapping[str, Any]) -> int:
-    sort = hit.get("sort") or [0]
-    return int(sort[0])

@@ -114,6 +114,22 @@ class IndexNotAllowedError(ConnectorError):
     exit_code = 2
 
 
+class CheckpointBusyError(ConnectorError):
+    """Another detection holds the checkpoint of this use case and index: this call analysed nothing."""
+
+    code = "checkpoint_busy"
+    status = 409
+    exit_code = 1
+
+
+class CheckpointConflictError(ConnectorError):
+    """The checkpoint moved while this detection ran: another call took over after its lease expired."""
+
+    code = "checkpoint_conflict"
+    status = 409
+    exit_code = 1
+
+
 class FieldError(ConnectorError):
     """A configured field does not exist in the target indices or cannot be aggregated."""
 

@@ -268,6 +268,7 @@ def detect_rarechild_in_elasticsearch(
     budget: TimeBudget | None = None,
     allowed_indices: tuple[str, ...] | None = None,
     composite_page_size: int = COMPOSITE_PAGE_SIZE,
+    ingest_time_field: str | None = None,
 ) -> RareChildDetection:
     """Run a rarechild use case over ``index`` for ``time_range`` and write its alerts back.
 
@@ -294,8 +295,11 @@ def detect_rarechild_in_elasticsearch(
         budget=budget,
         allowed_indices=allowed_indices,
         composite_page_size=composite_page_size,
+        ingest_time_field=ingest_time_field,
+        range_start=time_range.start,
     )
-    range_start = time_range.start if baseline_start is not None else None
+    has_range = baseline_start is not None or source.ingest_time_field is not None
+    range_start = time_range.start if has_range else None
     label = ""
     if range_start is not None:
         days = (time_range.start - counted_from).total_seconds() / 86400

@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ALLOWED_INDICES = ("osquery-*",)
 DEFAULT_RESULTS_INDEX = "outliers-rare-child"
+# Scheduled detection's progress (docs/scheduling.md, "Checkpoints"): where it is kept, how many hourly
+# spans one call may analyse, and from what lag a use case counts as behind.
+DEFAULT_CHECKPOINT_INDEX = "rare-child-connector-checkpoints"
+DEFAULT_SUMMARY_INDEX = "rare-child-connector-summary"
+DEFAULT_CATCH_UP_MAX_SPANS = 24
+DEFAULT_CHECKPOINT_MAX_LAG_HOURS = 3
 DEFAULT_MAX_BODY_BYTES = 65536
 DEFAULT_MAX_RANGE_DAYS = 400
 DEFAULT_ES_TIMEOUT_SECONDS = 30.0
@@ -132,6 +138,10 @@ class Settings:
     allow_anonymous: bool = False
     allowed_indices: tuple[str, ...] = DEFAULT_ALLOWED_INDICES
     results_index: str = DEFAULT_RESULTS_INDEX
+    checkpoint_index: str = DEFAULT_CHECKPOINT_INDEX
+    summary_index: str = DEFAULT_SUMMARY_INDEX
+    catch_up_max_spans: int = DEFAULT_CATCH_UP_MAX_SPANS
+    checkpoint_max_lag_hours: int = DEFAULT_CHECKPOINT_MAX_LAG_HOURS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_range_days: int = DEFAULT_MAX_RANGE_DAYS
     log_level: str = "INFO"
@@ -193,6 +203,29 @@ class Settings:
             _check_allowed_pattern(pattern)
         results_index = env.text("CONNECTOR_RESULTS_INDEX") or DEFAULT_RESULTS_INDEX
         _check_results_index(results_index)
+        checkpoint_index = env.text("CONNECTOR_CHECKPOINT_INDEX") or DEFAULT_CHECKPOINT_INDEX
+        _check_results_index(checkpoint_index, "CONNECTOR_CHECKPOINT_INDEX")
+        summary_index = env.text("CONNECTOR_SUMMARY_INDEX") or DEFAULT_SUMMARY_INDEX
+        _check_results_index(summary_index, "CONNECTOR_SUMMARY_INDEX")
+        if len({results_index, checkpoint_index, summary_index}) < 3:
+            raise _error(
+                "CONNECTOR_CHECKPOINT_INDEX",
+                "CONNECTOR_RESULTS_INDEX, CONNECTOR_CHECKPOINT_INDEX and CONNECTOR_SUMMARY_INDEX must name "
+                "three different indices (each has its own mappings)",
+            )
+        own_indices = (
+            ("CONNECTOR_CHECKPOINT_INDEX", checkpoint_index, DEFAULT_CHECKPOINT_INDEX),
+            ("CONNECTOR_SUMMARY_INDEX", summary_index, DEFAULT_SUMMARY_INDEX),
+        )
+        for option, name, default in own_indices:
+            if name.startswith(results_index):
+                # The results template, the Kibana data view and the Security rule cover results_index*.
+                raise _error(
+                    option,
+                    f"{name!r} starts with the results index name {results_index!r}, so the results index "
+                    "template, the Kibana data view and the Security rule would take it for results; "
+                    f"choose a name outside it (default {default})",
+                )
 
         detect_timeout_seconds = parse_detect_timeout(environ.get("CONNECTOR_DETECT_TIMEOUT_SECONDS"))
 
@@ -224,6 +257,17 @@ class Settings:
             allow_anonymous=allow_anonymous,
             allowed_indices=allowed_indices,
             results_index=results_index,
+            checkpoint_index=checkpoint_index,
+            summary_index=summary_index,
+            catch_up_max_spans=env.integer(
+                "CONNECTOR_CATCH_UP_MAX_SPANS", default=DEFAULT_CATCH_UP_MAX_SPANS, minimum=1, maximum=744
+            ),
+            checkpoint_max_lag_hours=env.integer(
+                "CONNECTOR_CHECKPOINT_MAX_LAG_HOURS",
+                default=DEFAULT_CHECKPOINT_MAX_LAG_HOURS,
+                minimum=1,
+                maximum=8784,
+            ),
             max_body_bytes=env.integer(
                 "CONNECTOR_MAX_BODY_BYTES", default=DEFAULT_MAX_BODY_BYTES, minimum=1024, maximum=10 * 2**20
             ),
@@ -517,10 +561,10 @@ def _check_allowed_pattern(pattern: str) -> None:
         )
 
 
-def _check_results_index(index: str) -> None:
+def _check_results_index(index: str, variable: str = "CONNECTOR_RESULTS_INDEX") -> None:
     if not _INDEX_NAME.fullmatch(index) or len(index.encode()) > 255:
         raise _error(
-            "CONNECTOR_RESULTS_INDEX",
+            variable,
             f"{index!r} is not an index name; use lowercase letters, digits and . _ + - "
             "(starting with a letter or digit, no wildcards)",
         )

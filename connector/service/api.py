@@ -5,7 +5,8 @@ the app's (:mod:`connector.service.app`), so unknown paths and methods need cred
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
@@ -13,13 +14,18 @@ from flask import Blueprint, Response, current_app, g, jsonify
 
 from connector.config import AnyUseCase, RareChildUseCase
 from connector.engine import detect_in_elasticsearch
+from connector.progress.catch_up import catch_up
+from connector.progress.checkpoints import CheckpointStore
+from connector.progress.request import resolve_catch_up
+from connector.progress.summary import SummaryStore
 from connector.results import AnnotateMode
 from connector.service.access import choose_index
 from connector.service.body import read_json_body
 from connector.service.readiness import ElasticsearchCheck, check_elasticsearch
 from connector.service.state import ServiceState
+from connector.settings import WORKER_TIMEOUT_MARGIN_SECONDS
 from connector.sources.elasticsearch import TimeBudget
-from connector.timerange import isoformat_z, resolve_baseline, resolve_range
+from connector.timerange import TimeRange, isoformat_z, resolve_baseline, resolve_range
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,8 @@ def detect() -> Response:
     budget = TimeBudget(settings.es_timeout_seconds, settings.detect_timeout_seconds)
     body = read_json_body()
     state.schemas.validate("detect-request", body)
+    if "since_checkpoint" in body:
+        return _detect_since_checkpoint(state, body, budget)
 
     now = datetime.now(UTC)
     time_range = resolve_range(
@@ -93,6 +101,97 @@ def detect() -> Response:
     if result.annotation.failed:
         response.status_code = HTTPStatus.MULTI_STATUS
     return response
+
+
+def _detect_since_checkpoint(state: ServiceState, body: dict[str, Any], budget: TimeBudget) -> Response:
+    """Every whole hour since the stored checkpoint (docs/scheduling.md, "Checkpoints")."""
+    settings = state.settings
+    use_case = state.catalog.select(body.get("use_case"))
+    index = choose_index(body.get("index"), use_case, settings.allowed_indices)
+    request = resolve_catch_up(
+        body["since_checkpoint"],
+        use_case=use_case.section,
+        index=index,
+        now=datetime.now(UTC),
+        max_spans=settings.catch_up_max_spans,
+        annotate=AnnotateMode(body.get("annotate", "results_index")),
+        dry_run=bool(body.get("dry_run", False)),
+        results_index=settings.results_index,
+        max_outliers=int(body.get("max_outliers", 1000)),
+    )
+
+    def detect_span(span: TimeRange, baseline_start: datetime | None) -> Any:
+        log.info("detect %s over %s: span %s", use_case.section, index, isoformat_z(span.start))
+        return detect_in_elasticsearch(
+            state.es_client,
+            use_case,
+            index=index,
+            time_range=span,
+            baseline_start=baseline_start,
+            annotate=request.annotate,
+            dry_run=request.dry_run,
+            results_index=settings.results_index,
+            max_outliers=request.max_outliers,
+            budget=budget,
+            allowed_indices=settings.allowed_indices,
+            composite_page_size=settings.composite_page_size,
+            ingest_time_field=use_case.ingest_time_field,
+            summary=summary,
+        )
+
+    summary = (
+        SummaryStore(state.es_client, settings.summary_index, budget=budget) if request.summary else None
+    )
+    store = CheckpointStore(state.es_client, settings.checkpoint_index, budget=budget)
+    result = catch_up(
+        store,
+        request,
+        detect=detect_span,
+        # Unique even when a caller reuses its X-Request-Id: the lease must tell two calls apart.
+        holder=f"{g.request_id}/{uuid.uuid4().hex[:12]}",
+        lease=timedelta(seconds=settings.detect_timeout_seconds + WORKER_TIMEOUT_MARGIN_SECONDS),
+        clock=lambda: datetime.now(UTC),
+        max_days=settings.max_range_days,
+        seconds_left=budget.remaining_s,
+    )
+    response_body = result.to_response()
+    response_body["request_id"] = g.request_id
+    stored = result.checkpoint.analysed_to if result.checkpoint else None
+    if stored is not None and datetime.now(UTC) - stored > timedelta(hours=settings.checkpoint_max_lag_hours):
+        # Alerting can match this line; GET /api/v1/checkpoints says the same for every use case.
+        log.warning(
+            "use case %s over %s is behind: analysed up to %s (more than %d h ago, "
+            "CONNECTOR_CHECKPOINT_MAX_LAG_HOURS); owed: %s",
+            use_case.section,
+            index,
+            isoformat_z(stored),
+            settings.checkpoint_max_lag_hours,
+            response_body["checkpoint"]["owed"],
+        )
+    response = jsonify(response_body)
+    if result.annotation_failed:
+        response.status_code = HTTPStatus.MULTI_STATUS
+    return response
+
+
+@api.get("/checkpoints")
+def list_checkpoints() -> Response:
+    """Each stored checkpoint and how far behind it is (checkpoints-response.schema.json)."""
+    state = service_state()
+    settings = state.settings
+    budget = TimeBudget(settings.es_timeout_seconds, settings.detect_timeout_seconds)
+    store = CheckpointStore(state.es_client, settings.checkpoint_index, budget=budget)
+    now = datetime.now(UTC)
+    max_lag = timedelta(hours=settings.checkpoint_max_lag_hours)
+    checkpoints = [checkpoint.to_dict(now, max_lag=max_lag) for checkpoint in store.all()]
+    return jsonify(
+        {
+            "index": settings.checkpoint_index,
+            "max_lag_hours": settings.checkpoint_max_lag_hours,
+            "behind": sum(1 for checkpoint in checkpoints if checkpoint["behind"]),
+            "checkpoints": checkpoints,
+        }
+    )
 
 
 @api.get("/use-cases")

@@ -23,6 +23,8 @@ _DETECT_ERRORS = {
     "404": "Unknown use case.",
     "413": "The body is larger than CONNECTOR_MAX_BODY_BYTES.",
     "415": "The body is not declared as application/json.",
+    "409": "since_checkpoint: another detection holds this use case's checkpoint (checkpoint_busy: nothing "
+    "was analysed), or took it over while this call ran (checkpoint_conflict); retry later.",
     "422": "Elasticsearch rejected the query or a configured field cannot be aggregated.",
     "500": _COMMON_ERRORS["500"],
     "501": "The body was sent with a compressing Transfer-Encoding (gzip, deflate, compress).",
@@ -102,6 +104,17 @@ def build_openapi(schema_documents: Mapping[str, Mapping[str, Any]]) -> dict[str
                         request_id_header,
                     ),
                     **_errors(_DETECT_ERRORS),
+                },
+            }
+        },
+        "/api/v1/checkpoints": {
+            "get": {
+                "operationId": "listCheckpoints",
+                "summary": "How far scheduled detection has analysed each use case and index, and its lag.",
+                "security": authenticated,
+                "responses": {
+                    "200": _json("checkpoints-response", "The stored checkpoints."),
+                    **_errors(_COMMON_ERRORS),
                 },
             }
         },

@@ -110,6 +110,20 @@ def _describe(error: ValidationError) -> list[dict[str, str]]:
         return [
             {"path": json_path([*location, key]), "message": "required field is missing"} for key in missing
         ]
+    if error.validator == "not" and isinstance(error.instance, dict):
+        # "since_checkpoint cannot go with range or baseline": name the fields that clash.
+        excluded = [
+            key for branch in error.validator_value.get("anyOf", []) for key in branch.get("required", [])
+        ]
+        present = [key for key in excluded if key in error.instance]
+        if present:
+            return [
+                {
+                    "path": json_path([*location, key]),
+                    "message": "cannot be combined with since_checkpoint; give one of the two forms",
+                }
+                for key in present
+            ]
     message = error.message
     if len(message) > _MAX_MESSAGE_CHARS:
         message = message[: _MAX_MESSAGE_CHARS - 3] + "..."

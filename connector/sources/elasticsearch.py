@@ -54,7 +54,9 @@ PAIRS_PER_EXPLAIN = 200  # filters buckets per explanation request
 TOP_TERMS = 5
 PIT_KEEP_ALIVE = "2m"
 KEYWORD_SUBFIELDS = ("raw", "keyword")  # preferred sub-fields of a text field, in order
-_HIT_KEYS = ("_index", "_id", "_source", "sort", "_seq_no", "_primary_term")
+#: One counted key as a composite bucket gives it: (aggregator values, target values, events).
+KeyCount = tuple[tuple[Any, ...], tuple[Any, ...], int]
+_HIT_KEYS = ("_index", "_id", "_source", "sort", "_seq_no", "_primary_term", "fields")
 
 
 ES_TIMEOUT_SETTING = "CONNECTOR_ES_TIMEOUT_SECONDS"
@@ -152,6 +154,10 @@ class ElasticsearchSource:
         as the client is configured, no deadline)
     :param allowed_indices: patterns every concrete index read must match (``None``: no restriction,
         as for the command line); the index expression is resolved first (:mod:`connector.sources.scope`)
+    :param ingest_time_field: with ``range_start``: the evaluated range is the events *ingested* in
+        ``[range_start, end)`` (an event without the field: its timestamp decides), while counts keep
+        using the event time; so an event that arrives after its hour was analysed is judged by the
+        next span (docs/scheduling.md, "Late events")
     """
 
     def __init__(
@@ -166,8 +172,12 @@ class ElasticsearchSource:
         fetch_page_size: int = FETCH_PAGE_SIZE,
         budget: TimeBudget | None = None,
         allowed_indices: tuple[str, ...] | None = None,
+        ingest_time_field: str | None = None,
+        range_start: datetime | None = None,
     ) -> None:
         self.client = client
+        self.ingest_time_field = ingest_time_field if range_start is not None else None
+        self.range_start = range_start
         self.scope = None if allowed_indices is None else IndexScope(index, allowed_indices)
         self.budget = budget or TimeBudget()
         self.index = index
@@ -187,31 +197,43 @@ class ElasticsearchSource:
     # -- the EventSource protocol -------------------------------------------------------------
 
     def pair_counts(self, use_case: UseCase) -> tuple[PairCounts, int]:
+        counts = PairCounts()
+        pages = self._composite_pages(use_case, self.pair_sources(use_case))
+        self.fold_key_counts(use_case, counts, (self.key_count(use_case, bucket) for bucket in pages))
+        return counts, pages.events
+
+    def pair_sources(self, use_case: UseCase) -> list[dict[str, Any]]:
+        """The composite sources of the pair counts: ``a0..`` the aggregator fields, ``t0..`` the targets."""
         fields = self.resolve_fields(use_case)
         names = [f"a{i}" for i in range(len(fields.aggregator))] + [
             f"t{i}" for i in range(len(fields.target))
         ]
-        sources = [
+        return [
             {name: {"terms": {"field": path}}}
             for name, path in zip(names, fields.aggregator + fields.target, strict=True)
         ]
+
+    def key_count(self, use_case: UseCase, bucket: Mapping[str, Any]) -> KeyCount:
+        """A composite bucket of :meth:`pair_sources` as (aggregator values, target values, count)."""
+        fields = self.resolve_fields(use_case)
+        key = bucket["key"]
+        aggregator_values = tuple(key[f"a{i}"] for i in range(len(fields.aggregator)))
+        target_values = tuple(key[f"t{i}"] for i in range(len(fields.target)))
+        return aggregator_values, target_values, bucket["doc_count"]
+
+    def fold_key_counts(self, use_case: UseCase, counts: PairCounts, key_counts: Iterable[KeyCount]) -> None:
+        """Add counted keys to ``counts``, remembering the keys whose pair string cannot be queried back."""
+        fields = self.resolve_fields(use_case)
         reconstructible = len(fields.aggregator) == 1 and len(fields.target) == 1
-        counts = PairCounts()
-        pages = self._composite_pages(use_case, sources)
-        for bucket in pages:
-            key = bucket["key"]
-            aggregator_values = tuple(key[f"a{i}"] for i in range(len(fields.aggregator)))
-            target_values = tuple(key[f"t{i}"] for i in range(len(fields.target)))
+        for aggregator_values, target_values, count in key_counts:
             pair = (_joined(aggregator_values), _joined(target_values))
-            counts.add(*pair, bucket["doc_count"])
+            counts.add(*pair, count)
             if not (
                 reconstructible
                 and isinstance(aggregator_values[0], str)
                 and isinstance(target_values[0], str)
             ):
                 self._keys.by_pair.setdefault(pair, []).append((aggregator_values, target_values))
-        events = pages.events
-        return counts, events
 
     def entries(self, use_case: UseCase, pairs: set[Pair]) -> Iterator[Entry]:
         clauses = self._pair_clauses(use_case, sorted(pairs))
@@ -232,6 +254,79 @@ class ElasticsearchSource:
     ) -> _CompositePages:
         """Every bucket of a composite aggregation over the use case's events (from ``start`` when given)."""
         return _CompositePages(self, use_case, sources, dict(sub_aggs or {}), start)
+
+    # -- per-hour counts, for the baseline summary (connector/progress/summary.py) -------------
+
+    def event_time_query(self, use_case: UseCase, start: datetime, end: datetime) -> dict[str, Any]:
+        """The use case's events with ``start <= timestamp < end`` (event time only, whatever the span)."""
+        timestamp = self.resolve_fields(use_case).timestamp
+        window = {"gte": isoformat_z(start), "lt": isoformat_z(end), "format": "strict_date_optional_time"}
+        filters: list[Mapping[str, Any]] = [{"range": {timestamp: window}}]
+        if use_case.es_dsl_filter:
+            filters.extend(item["query"] for item in use_case.es_dsl_filter)
+        elif use_case.es_query_filter:
+            filters.append({"query_string": {"query": use_case.es_query_filter}})
+        return {"bool": {"filter": filters}}
+
+    def window_total(self, use_case: UseCase, start: datetime, end: datetime) -> int:
+        """All events (no filter) with ``start <= timestamp < end``: a range on the timestamp alone, which
+        Elasticsearch counts from its point index without visiting events."""
+        timestamp = self.resolve_fields(use_case).timestamp
+        window = {"gte": isoformat_z(start), "lt": isoformat_z(end), "format": "strict_date_optional_time"}
+        response = self._call("count", index=self.index, query={"range": {timestamp: window}})
+        return int(response["count"])
+
+    def hourly_events(
+        self, use_case: UseCase, start: datetime, end: datetime, *, filtered: bool = True
+    ) -> dict[int, int]:
+        """Events per UTC hour (epoch ms of its start) in ``[start, end)``: one request, no pair keys.
+
+        :param filtered: the use case's events (else every event: the summary's change signature)
+        """
+        timestamp = self.resolve_fields(use_case).timestamp
+        window = {"gte": isoformat_z(start), "lt": isoformat_z(end), "format": "strict_date_optional_time"}
+        query = self.event_time_query(use_case, start, end) if filtered else {"range": {timestamp: window}}
+        response = self._call(
+            "search",
+            index=self.index,
+            size=0,
+            track_total_hits=False,
+            allow_partial_search_results=False,
+            query=query,
+            aggs={
+                "hours": {"date_histogram": {"field": timestamp, "fixed_interval": "1h", "min_doc_count": 1}}
+            },
+        )
+        buckets = response.get("aggregations", {}).get("hours", {}).get("buckets", [])
+        return {int(bucket["key"]): int(bucket["doc_count"]) for bucket in buckets}
+
+    def hourly_key_counts(
+        self, use_case: UseCase, start: datetime, end: datetime
+    ) -> dict[int, list[KeyCount]]:
+        """The pair counts of ``[start, end)`` per UTC hour, in one paged composite aggregation."""
+        timestamp = self.resolve_fields(use_case).timestamp
+        sources = [{"h": {"date_histogram": {"field": timestamp, "fixed_interval": "1h"}}}]
+        sources += self.pair_sources(use_case)
+        query = self.event_time_query(use_case, start, end)
+        hours: dict[int, list[KeyCount]] = {}
+        for bucket in _CompositePages(self, use_case, sources, {}, query=query):
+            hours.setdefault(int(bucket["key"]["h"]), []).append(self.key_count(use_case, bucket))
+        return hours
+
+    def key_counts_outside(
+        self, use_case: UseCase, start: datetime, end: datetime
+    ) -> tuple[list[KeyCount], int]:
+        """Counted events whose timestamp is outside ``[start, end)`` (late events selected by their
+        ingest time), with their number; nothing without an ingest-time field."""
+        if self.ingest_time_field is None:
+            return [], 0
+        timestamp = self.resolve_fields(use_case).timestamp
+        query = self.base_query(use_case)
+        window = {"gte": isoformat_z(start), "lt": isoformat_z(end), "format": "strict_date_optional_time"}
+        outside = {"bool": {"filter": [query], "must_not": [{"range": {timestamp: window}}]}}
+        pages = _CompositePages(self, use_case, self.pair_sources(use_case), {}, query=outside)
+        found = [self.key_count(use_case, bucket) for bucket in pages]
+        return found, pages.events
 
     # -- the rarechild model ------------------------------------------------------------------
 
@@ -297,7 +392,7 @@ class ElasticsearchSource:
             host_sources.append({"h": {"terms": {"field": fields.host, "missing_bucket": True}}})
         host_aggs: dict[str, Any] = {}
         if range_start is not None:
-            host_aggs["in_range"] = {"filter": self._range_filter(fields.timestamp, start=range_start)}
+            host_aggs["in_range"] = {"filter": self.in_range_filter(fields.timestamp, start=range_start)}
             host_aggs["first"] = {"min": {"field": fields.timestamp}}
         if path is None:
             return (host_sources, host_aggs, None), None
@@ -371,8 +466,44 @@ class ElasticsearchSource:
             self._path_fields[use_case.path_field] = resolved
         return self._path_fields[use_case.path_field]
 
-    def _range_filter(self, timestamp: str, *, start: datetime) -> dict[str, Any]:
-        return {"range": {timestamp: {"gte": isoformat_z(start), "format": "strict_date_optional_time"}}}
+    def in_range_filter(self, timestamp: str, *, start: datetime) -> dict[str, Any]:
+        """The events of the evaluated range: from ``start`` on, by ingest time when configured."""
+        if self.ingest_time_field is None:
+            return {"range": {timestamp: {"gte": isoformat_z(start), "format": "strict_date_optional_time"}}}
+        return self._ingested_clause(timestamp, start)
+
+    def _ingested_clause(self, timestamp: str, start: datetime) -> dict[str, Any]:
+        ingested = self.ingest_time_field
+        assert ingested is not None
+        window = {
+            "gte": isoformat_z(start),
+            "lt": isoformat_z(self.end),
+            "format": "strict_date_optional_time",
+        }
+        return {
+            "bool": {
+                "should": [
+                    {"range": {ingested: window}},
+                    {
+                        "bool": {
+                            "filter": [{"range": {timestamp: window}}],
+                            "must_not": [{"exists": {"field": ingested}}],
+                        }
+                    },
+                ],
+                "minimum_should_match": 1,
+            }
+        }
+
+    def in_range(self, hit: Mapping[str, Any], range_start: datetime) -> bool:
+        """Whether a fetched hit belongs to the evaluated range (see :meth:`in_range_filter`)."""
+        first_ms = int(range_start.timestamp() * 1000)
+        end_ms = int(self.end.timestamp() * 1000)
+        values = (hit.get("fields") or {}).get(self.ingest_time_field or "", [])
+        if self.ingest_time_field is not None and values:
+            return first_ms <= int(float(values[0])) < end_ms
+        sort = hit.get("sort") or [0]
+        return int(sort[0]) >= first_ms
 
     # -- field resolution ---------------------------------------------------------------------
 
@@ -452,17 +583,20 @@ class ElasticsearchSource:
     ) -> dict[str, Any]:
         """The use case's filter within the window; absolute times so caches and pages agree."""
         fields = self.resolve_fields(use_case)
-        filters: list[Mapping[str, Any]] = [
-            {
-                "range": {
-                    fields.timestamp: {
-                        "gte": isoformat_z(start or self.start),
-                        "lt": isoformat_z(self.end),
-                        "format": "strict_date_optional_time",
-                    }
+        window: Mapping[str, Any] = {
+            "range": {
+                fields.timestamp: {
+                    "gte": isoformat_z(start or self.start),
+                    "lt": isoformat_z(self.end),
+                    "format": "strict_date_optional_time",
                 }
             }
-        ]
+        }
+        if self.ingest_time_field is not None and self.range_start is not None:
+            ingested = self._ingested_clause(fields.timestamp, start or self.range_start)
+            # From a start (the range's own events): the ingested ones; else the counted window as well.
+            window = ingested if start is not None else {"bool": {"should": [window, ingested]}}
+        filters: list[Mapping[str, Any]] = [window]
         if use_case.es_dsl_filter:
             filters.extend(item["query"] for item in use_case.es_dsl_filter)
         elif use_case.es_query_filter:
@@ -502,6 +636,12 @@ class ElasticsearchSource:
             )
         return clauses
 
+    def _docvalues(self) -> dict[str, Any]:
+        """The ingest time of each fetched hit, as epoch milliseconds (for :meth:`in_range`)."""
+        if self.ingest_time_field is None:
+            return {}
+        return {"docvalue_fields": [{"field": self.ingest_time_field, "format": "epoch_millis"}]}
+
     def _fetch(self, query: Mapping[str, Any], use_case: UseCase) -> Iterator[dict[str, Any]]:
         """Every hit of ``query``. Candidates are usually few: one plain search returns them all,
         and only a full page needs the point-in-time scan (which starts over, consistently)."""
@@ -510,6 +650,7 @@ class ElasticsearchSource:
             index=self.index,
             size=self.fetch_page_size,
             query=query,
+            **self._docvalues(),
             sort=self._sort(use_case),
             track_total_hits=False,
             seq_no_primary_term=True,
@@ -539,6 +680,7 @@ class ElasticsearchSource:
                     query=query,
                     sort=self._sort(use_case),
                     search_after=after,
+                    **self._docvalues(),
                     track_total_hits=False,
                     seq_no_primary_term=True,
                     allow_partial_search_results=False,
@@ -627,6 +769,10 @@ class ElasticsearchSource:
                 if range_start is not None:
                     sub_aggs["before"] = {
                         "filter": {
+                            "bool": {"must_not": [self.in_range_filter(fields.timestamp, start=range_start)]}
+                        }
+                        if self.ingest_time_field is not None
+                        else {
                             "range": {
                                 fields.timestamp: {
                                     "lt": isoformat_z(range_start),
@@ -691,7 +837,9 @@ class _CompositePages:
         sources: list[dict[str, Any]],
         sub_aggs: dict[str, Any],
         start: datetime | None = None,
+        query: Mapping[str, Any] | None = None,
     ) -> None:
+        self._query = query
         self._source = source
         self._use_case = use_case
         self._sources = sources
@@ -716,7 +864,7 @@ class _CompositePages:
                 size=0,
                 track_total_hits=first,
                 allow_partial_search_results=False,
-                query=source.base_query(self._use_case, start=self._start),
+                query=self._query or source.base_query(self._use_case, start=self._start),
                 aggs={"pairs": aggregation},
             )
             if first:

@@ -70,6 +70,14 @@ class SecureIndices:
         return f"{self.prefix}results"
 
     @property
+    def checkpoints(self) -> str:
+        return f"{self.prefix}checkpoints"
+
+    @property
+    def summary(self) -> str:
+        return f"{self.prefix}summary"
+
+    @property
     def outside(self) -> str:
         return f"{self.prefix}other"
 
@@ -117,10 +125,15 @@ class ConnectorUser:
 
 
 def connector_role(indices: SecureIndices) -> dict[str, Any]:
-    """The shipped role asset with this session's source pattern and results index."""
+    """The shipped role asset with this session's source pattern, results and progress indices."""
     role = fill_placeholders(
         load_asset(ROLE_ASSET),
-        {"SOURCE_INDICES": indices.source_pattern, "RESULTS_INDEX": indices.results},
+        {
+            "SOURCE_INDICES": indices.source_pattern,
+            "RESULTS_INDEX": indices.results,
+            "CHECKPOINT_INDEX": indices.checkpoints,
+            "SUMMARY_INDEX": indices.summary,
+        },
         source=ROLE_ASSET,
     )
     assert placeholders_left(role) == []
@@ -196,6 +209,8 @@ def _secure_environment(
         # Wider than the role on purpose: what the service allows, Elasticsearch may still refuse.
         "CONNECTOR_ALLOWED_INDICES": f"{cluster.indices.prefix}*",
         "CONNECTOR_RESULTS_INDEX": cluster.indices.results,
+        "CONNECTOR_CHECKPOINT_INDEX": cluster.indices.checkpoints,
+        "CONNECTOR_SUMMARY_INDEX": cluster.indices.summary,
         # DEBUG: the client's own request logging is on too, and must not leak a secret either.
         "CONNECTOR_LOG_LEVEL": "DEBUG",
     }

@@ -267,12 +267,20 @@ def service_results_index() -> str:
     return f"{SERVICE_INDEX_PREFIX}results-{uuid.uuid4().hex}"
 
 
+def progress_indices(results_index: str) -> tuple[str, str]:
+    """This session's checkpoint and summary indices, named after its results index (deleted with it)."""
+    return f"{results_index}-checkpoints", f"{results_index}-summary"
+
+
 def _service_environment(es_url: str, workdir: Path, results_index: str) -> dict[str, str]:
+    checkpoints, summary = progress_indices(results_index)
     return {
         "CONNECTOR_ES_URL": es_url,
         "CONNECTOR_USE_CASES": str(workdir / "rare_child.ini"),
         "CONNECTOR_ALLOWED_INDICES": f"{SERVICE_INDEX_PREFIX}*",
         "CONNECTOR_RESULTS_INDEX": results_index,
+        "CONNECTOR_CHECKPOINT_INDEX": checkpoints,
+        "CONNECTOR_SUMMARY_INDEX": summary,
     }
 
 
@@ -318,7 +326,8 @@ def gunicorn_service(
         with running_service(service_workdir, environment, service_credentials) as service:
             yield service
     finally:
-        es_client.options(ignore_status=404).indices.delete(index=service_results_index)
+        indices = ",".join((service_results_index, *progress_indices(service_results_index)))
+        es_client.options(ignore_status=404).indices.delete(index=indices, ignore_unavailable=True)
 
 
 @pytest.fixture(scope="session")

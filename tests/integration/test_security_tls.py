@@ -131,6 +131,10 @@ def test_role_asset_grants_exactly_read_on_sources_and_read_create_index_index_o
                     "privileges": ["read", "create_index", "index", "write", "delete", "manage"],
                 },
                 {"names": [indices.outside], "privileges": ["read"]},
+                {
+                    "names": [indices.checkpoints, indices.summary],
+                    "privileges": ["read", "create_index", "index", "write", "delete", "manage"],
+                },
             ],
         },
     )
@@ -141,7 +145,45 @@ def test_role_asset_grants_exactly_read_on_sources_and_read_create_index_index_o
         indices.source: {"read": True, "view_index_metadata": False, "index": False, "write": False},
         indices.results: {**results_granted, "write": False, "delete": False, "manage": False},
         indices.outside: {"read": False},
+        indices.checkpoints: {**results_granted, "write": False, "delete": False, "manage": False},
+        indices.summary: {**results_granted, "write": False, "delete": False, "manage": False},
     }
+
+
+def test_least_privilege_catch_up_creates_and_moves_its_checkpoint_and_summary(
+    secure_service: RunningService, secure_cluster: SecureCluster
+) -> None:
+    """since_checkpoint with only the key: six hourly spans, the two children planted in them, the
+    checkpoint and summary indices created with their strict mappings; the next call finds nothing owed."""
+    indices = secure_cluster.indices
+    body = {
+        "since_checkpoint": {
+            "initial_from": "2024-03-06T09:00Z",
+            "to": "2024-03-06T15:00Z",
+            "baseline": "7d",
+        },
+        "index": indices.source,
+    }
+    first = secure_service.call("POST", "/api/v1/detect", json_body=body, headers=secure_service.bearer)
+    assert first.status == 200, first.body
+    answer = first.json()
+    assert_valid("detect-response", answer)
+    assert len(answer["checkpoint"]["spans"]) == 6 and answer["checkpoint"]["owed"] is None
+    assert {(o["aggregator"], o["term"]) for o in answer["outliers"]} == {
+        ("explorer.exe", "TightVNCViewerPortable.exe"),
+        ("OUTLOOK.EXE", "powershell.exe"),
+    }
+    again = secure_service.call("POST", "/api/v1/detect", json_body=body, headers=secure_service.bearer)
+    assert again.status == 200, again.body
+    assert again.json()["checkpoint"]["spans"] == []
+    admin = secure_cluster.admin
+    for index in (indices.checkpoints, indices.summary):
+        assert admin.indices.get_mapping(index=index)[index]["mappings"]["dynamic"] == "strict"
+    admin.indices.refresh(index=indices.summary)
+    assert admin.count(index=indices.summary)["count"] > 6  # the baseline hours and the six spans
+    listing = secure_service.call("GET", "/api/v1/checkpoints", headers=secure_service.bearer)
+    assert listing.status == 200, listing.body
+    assert [entry["analysed_to"] for entry in listing.json()["checkpoints"]] == ["2024-03-06T15:00:00.000Z"]
 
 
 def test_least_privilege_detection_writes_results_and_reruns_report_unchanged(

@@ -36,9 +36,12 @@ WATCHER_MUSTACHE = pystache.Renderer(escape=lambda text: text, missing_tags="ign
 KIBANA_MUSTACHE = pystache.Renderer(escape=lambda text: json.dumps(text)[1:-1], missing_tags="ignore")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def hourly_index(es_client: Elasticsearch) -> Iterator[str]:
-    """The sample in an index the service may read; results of these calls go to the service's index."""
+    """The sample in an index the service may read; results of these calls go to the service's index.
+
+    One per test: the scheduled calls ask for everything since the checkpoint of (use case, index), so
+    each test starts without one."""
     name = f"{SERVICE_INDEX_PREFIX}hourly-{uuid.uuid4().hex}"
     create_sample_index(es_client, name, shards=1)
     yield name
@@ -152,7 +155,8 @@ def pairs(answer: Mapping[str, Any]) -> list[tuple[str, str]]:
 def test_the_rendered_watch_call_returns_the_planted_outlier_of_its_hour(
     gunicorn_service, hourly_index, scheduled, expected_range, expected_pairs
 ):
-    """The run at HH:05 asks for the previous whole hour with a 7-day baseline and gets its planted child."""
+    """The first run at HH:05 analyses the previous whole hour with a 7-day baseline and gets its planted
+    child."""
     watch = rendered_watch(gunicorn_service, hourly_index)
     result, body = send_as_watcher(watch, scheduled)
     assert result.status == 200, result.body
@@ -160,11 +164,11 @@ def test_the_rendered_watch_call_returns_the_planted_outlier_of_its_hour(
     assert_valid("detect-response", answer)
     stamp = java_instant(scheduled)
     assert json.loads(body) == {
-        "range": {"from": f"{stamp}||-1h/h", "to": f"{stamp}||-1h/h"},
-        "baseline": {"from": f"{stamp}||-7d-1h/h"},
+        "since_checkpoint": {"to": stamp, "initial_from": f"{stamp}||-1h/h", "baseline": "7d"},
         "max_outliers": 10,
         "index": hourly_index,
     }
+    assert answer["checkpoint"]["previous"] is None  # the first run: the previous whole hour
     assert answer["range"] == expected_range
     week_before = (scheduled - timedelta(days=7, hours=1)).strftime("%Y-%m-%dT%H:00:00.000Z")
     assert answer["baseline"] == {"from": week_before}  # 7 days before the start of the range
@@ -223,12 +227,18 @@ def test_hourly_runs_tile_the_sample_and_find_the_children_rare_against_their_ba
 def test_the_kibana_rule_action_body_returns_the_planted_outlier(
     gunicorn_service, hourly_index, date, expected_range, expected_pairs
 ):
-    """The rule's body, rendered with {{date}} and JSON escaping, asks for the last two whole hours."""
+    """The rule's body, rendered with {{date}} and JSON escaping: its first run analyses the last two whole
+    hours (initial_from), one span each."""
     connector, rule = rendered_rule_call(gunicorn_service, hourly_index)
     result, body = send_as_kibana(connector, rule, date)
     assert result.status == 200, result.body
     answer = result.json()
     assert_valid("detect-response", answer)
-    assert json.loads(body)["range"] == {"from": f"{date}||-2h/h", "to": f"{date}||-1h/h"}
+    assert json.loads(body)["since_checkpoint"] == {
+        "to": date,
+        "initial_from": f"{date}||-2h/h",
+        "baseline": "7d",
+    }
     assert answer["range"] == expected_range
+    assert len(answer["checkpoint"]["spans"]) == 2
     assert pairs(answer) == expected_pairs

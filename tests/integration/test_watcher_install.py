@@ -137,11 +137,11 @@ def test_the_rendered_watch_is_valid_json_with_every_placeholder_filled():
     assert webhook["auth"] == {"basic": {"username": "watcher", "password": SERVICE_PASSWORD}}
     assert (webhook["connection_timeout"], webhook["read_timeout"]) == ("10s", "120s")
     assert json.loads(webhook["body"]) == {
-        "range": {
-            "from": "{{ctx.trigger.scheduled_time}}||-1h/h",
-            "to": "{{ctx.trigger.scheduled_time}}||-1h/h",
+        "since_checkpoint": {
+            "to": "{{ctx.trigger.scheduled_time}}",
+            "initial_from": "{{ctx.trigger.scheduled_time}}||-1h/h",
+            "baseline": "7d",
         },
-        "baseline": {"from": "{{ctx.trigger.scheduled_time}}||-7d-1h/h"},
         "max_outliers": 10,
         "index": "osquery-*",
     }

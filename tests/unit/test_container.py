@@ -365,7 +365,7 @@ def test_connector_user_gets_the_shipped_role_filled_with_its_own_indices(compos
     certs, connector = services["certs"], services["connector"]
     role_file = ROOT / "kibana_saved_objects" / "elasticsearch-role.json"
     role = json.loads(role_file.read_text())
-    assert {"${SOURCE_INDICES}", "${RESULTS_INDEX}"} == {
+    assert {"${SOURCE_INDICES}", "${RESULTS_INDEX}", "${CHECKPOINT_INDEX}", "${SUMMARY_INDEX}"} == {
         name for item in role["indices"] for name in item["names"]
     }
     mounted = {volume.split(":")[1] for volume in certs["volumes"] if volume.startswith("./")}
@@ -375,8 +375,14 @@ def test_connector_user_gets_the_shipped_role_filled_with_its_own_indices(compos
     script = "\n".join(certs["command"])
     assert any(path in script for path in mounted)
     assert "$${SOURCE_INDICES}" in script and "$${RESULTS_INDEX}" in script  # $$: literal for compose
+    assert "$${CHECKPOINT_INDEX}" in script and "$${SUMMARY_INDEX}" in script
     certs_env, connector_env = _environment(certs), _environment(connector)
-    for variable in ("CONNECTOR_ALLOWED_INDICES", "CONNECTOR_RESULTS_INDEX"):
+    for variable in (
+        "CONNECTOR_ALLOWED_INDICES",
+        "CONNECTOR_RESULTS_INDEX",
+        "CONNECTOR_CHECKPOINT_INDEX",
+        "CONNECTOR_SUMMARY_INDEX",
+    ):
         assert certs_env[variable] == connector_env[variable], variable
     user = connector_env["CONNECTOR_ES_USERNAME"]
     assert user != "elastic" and f"/_security/user/{user} " in script

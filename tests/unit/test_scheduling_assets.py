@@ -166,8 +166,7 @@ def test_the_kibana_rule_fires_every_hour_and_calls_the_connector():
     assert (action["id"], action["group"]) == (DEFAULT_CONNECTOR_ID, "query matched")
     assert action["frequency"]["notify_when"] == "onActiveAlert"
     assert json.loads(action["params"]["body"]) == {
-        "range": {"from": "{{date}}||-2h/h", "to": "{{date}}||-1h/h"},
-        "baseline": {"from": "{{date}}||-7d-2h/h"},
+        "since_checkpoint": {"to": "{{date}}", "initial_from": "{{date}}||-2h/h", "baseline": "7d"},
         "max_outliers": 10,
         "use_case": "terms_rare_childname",
     }

@@ -155,6 +155,7 @@ def test_factory_keeps_one_typed_state_object(app: Flask, use_case_file: Path):
     assert [use_case.section for use_case in state.catalog.use_cases] == ["terms_rare_childname"]
     assert state.settings.use_case_paths == (str(use_case_file),)
     assert sorted(state.schemas.validators) == [
+        "checkpoints-response",
         "detect-request",
         "detect-response",
         "error",
@@ -431,7 +432,7 @@ def test_every_schema_violation_is_listed_sorted_by_path(client: FlaskClient, sc
         {
             "path": "$.surprise",
             "message": "unknown field 'surprise'; allowed here: annotate, baseline, dry_run, index, "
-            "max_outliers, range, use_case",
+            "max_outliers, range, since_checkpoint, use_case",
         },
     ]
     assert error["message"].startswith(
@@ -666,6 +667,7 @@ def test_openapi_document_is_structurally_valid_3_1(client: FlaskClient, schema_
     }
     error_ref = "#/components/schemas/Error"
     assert set(document["paths"]) == {
+        "/api/v1/checkpoints",
         "/api/v1/detect",
         "/api/v1/use-cases",
         "/healthz",
@@ -694,6 +696,7 @@ def test_openapi_document_is_structurally_valid_3_1(client: FlaskClient, schema_
         "401",
         "403",
         "404",
+        "409",
         "413",
         "415",
         "422",
@@ -709,7 +712,7 @@ def test_openapi_document_is_structurally_valid_3_1(client: FlaskClient, schema_
         "$ref": "#/components/schemas/DetectRequest"
     }
     assert document["paths"]["/healthz"]["get"]["security"] == []
-    for path in ("/api/v1/detect", "/api/v1/use-cases", "/readyz", "/openapi.json"):
+    for path in ("/api/v1/detect", "/api/v1/checkpoints", "/api/v1/use-cases", "/readyz", "/openapi.json"):
         for operation in document["paths"][path].values():
             assert operation["security"] == [{"bearerAuth": []}, {"basicAuth": []}], path
 
@@ -718,6 +721,7 @@ def test_openapi_component_schemas_are_the_schema_files(client: FlaskClient, sch
     """components.schemas holds each schema file unchanged, and each is a valid Draft 2020-12 schema."""
     components = client.get("/openapi.json", headers=BEARER).get_json()["components"]["schemas"]
     expected = {
+        "CheckpointsResponse": schema_files["checkpoints-response"],
         "DetectRequest": schema_files["detect-request"],
         "DetectResponse": schema_files["detect-response"],
         "Error": schema_files["error"],
@@ -733,7 +737,13 @@ def test_openapi_component_schemas_are_the_schema_files(client: FlaskClient, sch
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/readyz"), ("GET", "/openapi.json"), ("GET", "/api/v1/use-cases"), ("POST", "/api/v1/detect")],
+    [
+        ("GET", "/readyz"),
+        ("GET", "/openapi.json"),
+        ("GET", "/api/v1/use-cases"),
+        ("GET", "/api/v1/checkpoints"),
+        ("POST", "/api/v1/detect"),
+    ],
 )
 def test_every_endpoint_but_liveness_needs_credentials(
     client: FlaskClient, method: str, path: str, schema_files: dict[str, Any]
@@ -869,3 +879,56 @@ def test_the_first_successful_check_logs_ready_once(make_app, caplog):
         "until it does; 2 use case(s)",
         "service ready: Elasticsearch at http://es:9200 accepts the connector's credentials; 2 use case(s)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "details"),
+    [
+        (
+            {"since_checkpoint": {}, "range": VALID_BODY["range"]},
+            [
+                {
+                    "path": "$.range",
+                    "message": "cannot be combined with since_checkpoint; give one of the two forms",
+                }
+            ],
+        ),
+        (
+            {"since_checkpoint": {}, "baseline": {"from": "now-7d"}},
+            [
+                {
+                    "path": "$.baseline",
+                    "message": "cannot be combined with since_checkpoint; give one of the two forms",
+                }
+            ],
+        ),
+        (
+            {"since_checkpoint": {"baseline": "7w"}},
+            [
+                {
+                    "path": "$.since_checkpoint.baseline",
+                    "message": "'7w' does not match '^[1-9][0-9]{0,4}[dh]$'",
+                }
+            ],
+        ),
+        (
+            {"since_checkpoint": {"max_spans": 0}},
+            [{"path": "$.since_checkpoint.max_spans", "message": "0 is less than the minimum of 1"}],
+        ),
+        (
+            {"since_checkpoint": {"from": "now-1h"}},
+            [
+                {
+                    "path": "$.since_checkpoint.from",
+                    "message": "unknown field 'from'; allowed here: "
+                    "baseline, initial_from, max_spans, summary, to",
+                }
+            ],
+        ),
+    ],
+    ids=["with-range", "with-baseline", "baseline-unit", "max-spans-zero", "unknown-field"],
+)
+def test_since_checkpoint_schema_violations(client: FlaskClient, body, details, schema_files):
+    """since_checkpoint replaces range and baseline; its own fields are checked like every other."""
+    error = assert_error(_post_detect(client, body), 400, "invalid_request", schema_files)
+    assert error["details"] == details

@@ -341,3 +341,17 @@ def test_sniffing_and_the_composite_page_size_are_settings():
         assert client.transport._sniff_on_start is False
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("variable", ["CONNECTOR_CHECKPOINT_INDEX", "CONNECTOR_SUMMARY_INDEX"])
+def test_checkpoint_and_summary_indices_stay_outside_the_results_pattern(variable: str):
+    """The results template, data view and Security rule cover <results index>*: an index of ours named
+    inside it would be taken for results, so it is refused with the default named."""
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(_env(**{variable: "outliers-rare-child-progress"}))
+    assert raised.value.option == variable
+    assert "starts with the results index name 'outliers-rare-child'" in raised.value.message
+    assert "rare-child-connector-" in raised.value.message
+    defaults = Settings.from_env(_env())
+    assert not defaults.checkpoint_index.startswith(defaults.results_index)
+    assert not defaults.summary_index.startswith(defaults.results_index)

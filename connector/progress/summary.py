@@ -1,0 +1,219 @@
+"""The baseline summary: per-hour pair counts of analysed hours, kept in Elasticsearch.
+
+One document per (use case fingerprint, UTC hour), and one rollup per whole day once its 24 hours are
+known, under ids derived from what they cover, so rewriting one is idempotent. Each holds its matching
+events (``events``), all its events (``total``, filter or not; a rollup also per hour) and its
+(aggregator values, target values) keys with their counts, as a compressed blob (``binary``: stored,
+never indexed). Summaries are used only while the totals still add up: one ``count`` of the whole
+baseline (a range on the timestamp alone, which Elasticsearch answers from its point index without
+reading events) must equal the sum of the stored totals; otherwise a per-hour histogram finds the hours
+that changed and they are counted again from raw events and rewritten. So late events, deleted events
+or a summary that was never written cost a recount, never a wrong count. (Events that arrive and leave
+in equal numbers between two calls are the one change the check cannot see.)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from elasticsearch import Elasticsearch, helpers
+
+from connector.config import UseCase
+from connector.progress.indices import ensure_index
+from connector.sources.elasticsearch import KeyCount, ResolvedFields, TimeBudget, call_elasticsearch
+from connector.timerange import isoformat_z
+
+log = logging.getLogger(__name__)
+
+SUMMARY_MAPPINGS: Mapping[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "key": {"type": "keyword"},
+        "use_case": {"type": "keyword"},
+        "index": {"type": "keyword"},
+        "hour": {"type": "date"},
+        "events": {"type": "long"},
+        "total": {"type": "long"},
+        "hours": {"type": "short"},
+        "hour_totals": {"type": "long"},
+        "keys": {"type": "long"},
+        "counts": {"type": "binary"},
+        "written_at": {"type": "date"},
+    },
+}
+SUMMARY_SETTINGS: Mapping[str, Any] = {"number_of_shards": 1, "auto_expand_replicas": "0-1"}
+MGET_BATCH = 1000
+
+
+def summary_key(use_case: UseCase, index: str, fields: ResolvedFields) -> str:
+    """What the counts depend on: index, filters (the data profile's too) and the resolved fields (a mapping
+    change is a new key)."""
+    basis = {
+        "index": index,
+        "filter": use_case.es_query_filter,
+        "dsl": [dict(item) for item in use_case.es_dsl_filter or ()],
+        "conditions": [list(condition) for condition in use_case.profile_conditions],
+        "aggregator": list(fields.aggregator),
+        "target": list(fields.target),
+        "timestamp": fields.timestamp,
+    }
+    return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()[:40]
+
+
+def key_text(aggregator: Sequence[Any], target: Sequence[Any]) -> str:
+    """A counted key as compact JSON: merging hours adds counts under these strings, and only the
+    distinct keys of the result are parsed back (:func:`key_of`)."""
+    return json.dumps([list(aggregator), list(target)], separators=(",", ":"), ensure_ascii=False)
+
+
+def key_of(text: str) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    aggregator, target = json.loads(text)
+    return tuple(aggregator), tuple(target)
+
+
+@dataclass(frozen=True)
+class HourSummary:
+    """An hour (or a whole day of 24 hours, a rollup read in one document): matching events, all
+    events, the total of each hour, and the counted keys (:func:`key_text`) with their counts."""
+
+    hour_ms: int
+    events: int
+    total: int
+    keys: tuple[str, ...] = ()
+    counts: tuple[int, ...] = ()
+    hours: int = 1
+    hour_totals: tuple[int, ...] = ()
+
+    def totals(self) -> tuple[int, ...]:
+        """The total of each hour covered, first hour first."""
+        return self.hour_totals or (self.total,)
+
+    @classmethod
+    def of(cls, hour_ms: int, events: int, total: int, key_counts: Iterable[KeyCount]) -> HourSummary:
+        rows = [(key_text(aggregator, target), count) for aggregator, target, count in key_counts]
+        return cls(hour_ms, events, total, tuple(key for key, _ in rows), tuple(count for _, count in rows))
+
+    @classmethod
+    def day(cls, day_ms: int, hours: Sequence[HourSummary]) -> HourSummary:
+        """The rollup of a day's 24 consecutive hour summaries."""
+        merged: dict[str, int] = {}
+        for hour in hours:
+            for text, count in zip(hour.keys, hour.counts, strict=True):
+                merged[text] = merged.get(text, 0) + count
+        return cls(
+            day_ms,
+            sum(hour.events for hour in hours),
+            sum(hour.total for hour in hours),
+            tuple(merged),
+            tuple(merged.values()),
+            hours=len(hours),
+            hour_totals=tuple(hour.total for hour in hours),
+        )
+
+
+def _encode(summary: HourSummary) -> str:
+    blob = json.dumps({"k": summary.keys, "n": summary.counts}, separators=(",", ":"), ensure_ascii=False)
+    return base64.b64encode(zlib.compress(blob.encode())).decode()
+
+
+def _decode(blob: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    rows = json.loads(zlib.decompress(base64.b64decode(blob)))
+    return tuple(rows["k"]), tuple(rows["n"])
+
+
+class SummaryStore:
+    """Reads and writes hour summaries in ``index`` (``CONNECTOR_SUMMARY_INDEX``)."""
+
+    def __init__(self, client: Elasticsearch, index: str, *, budget: TimeBudget | None = None) -> None:
+        self.client = client
+        self.index = index
+        self.budget = budget or TimeBudget()
+        self.requests = 0
+        self._exists: bool | None = None  # learnt from a read: saves a create request per write
+
+    @staticmethod
+    def document_id(key: str, hour_ms: int, hours: int = 1) -> str:
+        return f"{key}-{hour_ms}" if hours == 1 else f"{key}-d{hours}-{hour_ms}"
+
+    def read(self, key: str, hours: Iterable[int], *, length: int = 1) -> dict[int, HourSummary]:
+        """The stored summaries starting at ``hours`` (epoch ms) covering ``length`` hours each (1, or 24
+        for day rollups), by realtime multi-get (no refresh needed)."""
+        wanted = sorted(set(hours))
+        if not wanted:
+            return {}
+        found: dict[int, HourSummary] = {}
+        for offset in range(0, len(wanted), MGET_BATCH):
+            batch = wanted[offset : offset + MGET_BATCH]
+            self.requests += 1
+            client = self.budget.bind(self.client, "reading the baseline summary").options(ignore_status=404)
+            answer = call_elasticsearch(
+                client.mget, index=self.index, ids=[self.document_id(key, hour, length) for hour in batch]
+            )
+            documents = answer.body.get("docs", [])
+            # A missing index is a 404, or (mget) an error per document: then the first write creates it
+            # with its mappings rather than letting a bulk request create it with dynamic ones.
+            self._exists = answer.meta.status != 404 and not any(
+                (document.get("error") or {}).get("type") == "index_not_found_exception"
+                for document in documents
+            )
+            for document in documents:
+                if not document.get("found"):
+                    continue
+                source = document["_source"]
+                hour_ms = int(
+                    datetime.fromisoformat(source["hour"].replace("Z", "+00:00")).timestamp() * 1000
+                )
+                keys, counts = _decode(source["counts"])
+                found[hour_ms] = HourSummary(
+                    hour_ms,
+                    int(source["events"]),
+                    int(source["total"]),
+                    keys,
+                    counts,
+                    hours=int(source.get("hours") or 1),
+                    hour_totals=tuple(source.get("hour_totals") or ()),
+                )
+        return found
+
+    def write(self, key: str, use_case: UseCase, index: str, summaries: Iterable[HourSummary]) -> int:
+        """Store hour summaries; returns how many. A failed write only costs a recount next time."""
+        now = isoformat_z(datetime.now(UTC))
+        actions = [
+            {
+                "_index": self.index,
+                "_id": self.document_id(key, summary.hour_ms, summary.hours),
+                "_source": {
+                    "key": key,
+                    "use_case": use_case.section,
+                    "index": index,
+                    "hour": isoformat_z(datetime.fromtimestamp(summary.hour_ms / 1000, UTC)),
+                    "events": summary.events,
+                    "total": summary.total,
+                    "hours": summary.hours,
+                    "hour_totals": list(summary.totals()),
+                    "keys": len(summary.keys),
+                    "counts": _encode(summary),
+                    "written_at": now,
+                },
+            }
+            for summary in summaries
+        ]
+        if not actions:
+            return 0
+        if not self._exists:
+            ensure_index(self, self.index, SUMMARY_MAPPINGS, SUMMARY_SETTINGS)
+            self._exists = True
+        self.requests += 1
+        client = self.budget.bind(self.client, "writing the baseline summary")
+        written, errors = helpers.bulk(client, actions, raise_on_error=False, chunk_size=500)
+        if errors:
+            log.warning("%d baseline summary documents were not written (recounted next time)", len(errors))
+        return int(written)
