@@ -89,6 +89,8 @@ class CatchUp:
                 "to": isoformat_z(last[0].end if last else resumed),
             },
             "baseline": {"from": isoformat_z(first[1])} if first and first[1] else None,
+            # every span reads the same index with the same use case: the profile of the last one
+            "profile": answers[-1]["profile"] if answers else None,
             "events_analyzed": sum(answer["events_analyzed"] for answer in answers),
             "aggregators": max((answer["aggregators"] for answer in answers), default=0),
             "outliers_total": sum(answer["outliers_total"] for answer in answers),

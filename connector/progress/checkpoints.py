@@ -220,7 +220,9 @@ class CheckpointStore:
     def _write(self, checkpoint: Checkpoint, *, now: datetime, busy_on_conflict: bool) -> Checkpoint:
         concurrency: dict[str, Any]
         if checkpoint.seq_no is None:
-            concurrency = {"op_type": "create"}
+            # wait_for: the listing finds checkpoints by a search, and must find one as soon as its
+            # first call returns (later changes are read by realtime mget).
+            concurrency = {"op_type": "create", "refresh": "wait_for"}
         else:
             concurrency = {"if_seq_no": checkpoint.seq_no, "if_primary_term": checkpoint.primary_term}
         self.requests += 1

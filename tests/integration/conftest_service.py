@@ -268,8 +268,10 @@ def service_results_index() -> str:
 
 
 def progress_indices(results_index: str) -> tuple[str, str]:
-    """This session's checkpoint and summary indices, named after its results index (deleted with it)."""
-    return f"{results_index}-checkpoints", f"{results_index}-summary"
+    """This session's checkpoint and summary indices, named after its results index (deleted with it) but
+    outside its pattern, as the service demands."""
+    base = results_index.replace("results", "progress", 1)
+    return f"{base}-checkpoints", f"{base}-summary"
 
 
 def _service_environment(es_url: str, workdir: Path, results_index: str) -> dict[str, str]:
