@@ -50,6 +50,7 @@ class FakeDetection:
 
     def to_response(self):
         return {
+            "profile": {"name": "ecs", "chosen": "configured"},
             "events_analyzed": 10,
             "aggregators": 2,
             "outliers_total": 1,
@@ -99,6 +100,7 @@ def test_each_span_moves_the_checkpoint_then_the_lease_is_released():
     assert store.writes == ["acquire", "advance 12", "advance 13", "advance 14", "release"]
     body = result.to_response()
     assert body["outliers_total"] == 3 and body["events_analyzed"] == 30
+    assert body["profile"] == {"name": "ecs", "chosen": "configured"}
     assert body["checkpoint"]["owed"] is None and body["checkpoint"]["advanced"] is True
     assert store.stored.lease_holder is None
 
