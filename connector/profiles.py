@@ -26,6 +26,15 @@ from connector.model.fields import lookup
 
 UseCaseT = TypeVar("UseCaseT")
 
+# The event fields an answer's explanation shows: answer key -> ECS field (each profile knows its own).
+EXPLAINED_EVENT_FIELDS = {
+    "command_line": "process.command_line",
+    "parent_command_line": "process.parent.command_line",
+    "user": "user.name",
+    "path": "process.executable",
+    "sha256": "process.hash.sha256",
+}
+
 
 @dataclass(frozen=True, kw_only=True)
 class DataProfile:
@@ -53,17 +62,6 @@ class DataProfile:
     markers: tuple[str, ...] = ()
 
     @property
-    def event_fields(self) -> dict[str, str]:
-        """The explanation's event fields: answer key -> field path."""
-        return {
-            "command_line": self.command_line,
-            "parent_command_line": self.parent_command_line,
-            "user": self.user,
-            "path": self.executable,
-            "sha256": self.sha256,
-        }
-
-    @property
     def ecs_fields(self) -> dict[str, str]:
         """ECS field -> this shape's field, for the normalized copy in every results document."""
         return {
@@ -76,6 +74,12 @@ class DataProfile:
             "user.name": self.user,
             "host.name": self.host,
         }
+
+    @property
+    def event_fields(self) -> dict[str, str]:
+        """The explanation's event fields: answer key -> this shape's field."""
+        ecs_fields = self.ecs_fields
+        return {key: ecs_fields[ecs_field] for key, ecs_field in EXPLAINED_EVENT_FIELDS.items()}
 
 
 def meets(source: Mapping[str, Any], conditions: Iterable[tuple[str, str]]) -> bool:
