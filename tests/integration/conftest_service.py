@@ -287,6 +287,33 @@ def _service_environment(es_url: str, workdir: Path, results_index: str) -> dict
 
 
 @contextmanager
+def example_service(
+    es_url: str,
+    es_client: Any,
+    workdir: Path,
+    use_cases: Path,
+    credentials: ServiceCredentials,
+    *,
+    results_index: str,
+) -> Iterator[RunningService]:
+    """Real gunicorn serving a copy of one example use-case file over this session's indices; its results
+    index is deleted afterwards."""
+    copy = workdir / use_cases.name
+    shutil.copyfile(use_cases, copy)
+    environment = {
+        "CONNECTOR_ES_URL": es_url,
+        "CONNECTOR_USE_CASES": str(copy),
+        "CONNECTOR_ALLOWED_INDICES": f"{SERVICE_INDEX_PREFIX}*",
+        "CONNECTOR_RESULTS_INDEX": results_index,
+    }
+    try:
+        with running_service(workdir, environment, credentials) as service:
+            yield service
+    finally:
+        es_client.options(ignore_status=404).indices.delete(index=results_index)
+
+
+@contextmanager
 def running_service(
     workdir: Path,
     environment: Mapping[str, str],

@@ -3,14 +3,13 @@ shape give the osquery form's findings, explained with command line, user, path 
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest_service import SERVICE_INDEX_PREFIX, RunningService, running_service
+from conftest_service import SERVICE_INDEX_PREFIX, RunningService, example_service
 from elasticsearch import Elasticsearch
 from es_data import SAMPLE, create_sample_index, index_ndjson
 from test_service_http import assert_valid
@@ -211,20 +210,13 @@ def test_setup_template_upgrades_an_index_written_under_an_older_template(es_cli
 
 @pytest.fixture(scope="module")
 def defend_service(es_url, es_client, tmp_path_factory, service_credentials) -> Iterator[RunningService]:
-    workdir = tmp_path_factory.mktemp("defend-service")
-    shutil.copyfile(ROOT / "examples" / SHAPES["ecs"], workdir / "elastic-defend.ini")
     results = f"{SERVICE_INDEX_PREFIX}profile-results-{uuid.uuid4().hex[:8]}"
-    environment = {
-        "CONNECTOR_ES_URL": es_url,
-        "CONNECTOR_USE_CASES": str(workdir / "elastic-defend.ini"),
-        "CONNECTOR_ALLOWED_INDICES": f"{SERVICE_INDEX_PREFIX}*",
-        "CONNECTOR_RESULTS_INDEX": results,
-    }
-    try:
-        with running_service(workdir, environment, service_credentials) as service:
-            yield service
-    finally:
-        es_client.options(ignore_status=404).indices.delete(index=results)
+    workdir = tmp_path_factory.mktemp("defend-service")
+    use_cases = ROOT / "examples" / SHAPES["ecs"]
+    with example_service(
+        es_url, es_client, workdir, use_cases, service_credentials, results_index=results
+    ) as service:
+        yield service
 
 
 @pytest.mark.parametrize("section", list(OSQUERY))

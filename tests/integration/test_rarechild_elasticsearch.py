@@ -7,14 +7,13 @@ mapping, several shards) and scored both ways; every record must be identical bu
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest_service import SERVICE_INDEX_PREFIX, RunningService, running_service
+from conftest_service import SERVICE_INDEX_PREFIX, RunningService, example_service
 from elasticsearch import Elasticsearch
 from es_data import index_ndjson
 from test_service_http import assert_error, assert_valid
@@ -171,19 +170,10 @@ def rarechild_service(
     es_url, es_client, tmp_path_factory, service_credentials, rarechild_results
 ) -> Iterator[RunningService]:
     workdir = tmp_path_factory.mktemp("rarechild-service")
-    shutil.copyfile(EXAMPLE, workdir / "rarechild.ini")
-    results = rarechild_results
-    environment = {
-        "CONNECTOR_ES_URL": es_url,
-        "CONNECTOR_USE_CASES": str(workdir / "rarechild.ini"),
-        "CONNECTOR_ALLOWED_INDICES": f"{SERVICE_INDEX_PREFIX}*",
-        "CONNECTOR_RESULTS_INDEX": results,
-    }
-    try:
-        with running_service(workdir, environment, service_credentials) as service:
-            yield service
-    finally:
-        es_client.options(ignore_status=404).indices.delete(index=results)
+    with example_service(
+        es_url, es_client, workdir, EXAMPLE, service_credentials, results_index=rarechild_results
+    ) as service:
+        yield service
 
 
 @pytest.fixture(scope="module")
