@@ -22,7 +22,7 @@ from connector.model.fields import text_at
 from connector.model.outlier import Outlier
 from connector.model.terms import Pair, PairCounts, TermsEvaluation
 from connector.profiles import ProfileChoice, profiled
-from connector.progress.incremental import SummarisedSource
+from connector.progress.incremental import SummarisedSource, on_the_hour
 from connector.progress.summary import SummaryStore
 from connector.rarechild_engine import (
     RareChildDetection,
@@ -265,8 +265,8 @@ def detect_in_elasticsearch(
     and all of them together (a request that would start after its deadline raises instead).
     ``allowed_indices`` restricts the concrete indices read (aliases and data streams resolved first).
     With ``ingest_time_field`` the range selects events by when they were ingested, and counts still
-    follow the event time (scheduled spans, docs/scheduling.md "Late events"). With ``summary`` (terms
-    use cases, a baseline, hour-aligned bounds) whole baseline hours are counted from the stored summary
+    follow the event time (scheduled spans, docs/scheduling.md "Late events"). With ``summary`` (a
+    baseline, hour-aligned bounds; both models) whole baseline hours are counted from the stored summary
     and the hours counted raw are stored for the next call; the counts are those of a raw recount.
 
     :raises ElasticsearchTimeoutError: a request, or the whole detection, ran out of time; the message
@@ -288,6 +288,7 @@ def detect_in_elasticsearch(
             allowed_indices=allowed_indices,
             composite_page_size=composite_page_size,
             ingest_time_field=ingest_time_field,
+            summary=summary,
         )
     began = time.monotonic()
     counted_from = min(baseline_start, time_range.start) if baseline_start else time_range.start
@@ -304,7 +305,7 @@ def detect_in_elasticsearch(
         range_start=time_range.start,
     )
     counting: EventSource = source
-    if summary is not None and baseline_start is not None and _on_the_hour(counted_from, time_range.start):
+    if summary is not None and baseline_start is not None and on_the_hour(counted_from, time_range.start):
         counting = SummarisedSource(
             source, summary, baseline_start=counted_from, range_start=time_range.start, write=not dry_run
         )
@@ -359,10 +360,6 @@ def detect_in_elasticsearch(
         took_ms=took_ms,
         hint=hint,
     )
-
-
-def _on_the_hour(*moments: datetime) -> bool:
-    return all(moment.minute == moment.second == moment.microsecond == 0 for moment in moments)
 
 
 def _pair(outlier: Outlier) -> Pair:

@@ -32,6 +32,9 @@ from connector.model.rarechild import (
     score_pairs,
 )
 from connector.profiles import ProfileChoice, profiled
+from connector.progress.incremental import on_the_hour
+from connector.progress.rarechild_incremental import SummarisedRareChildSource
+from connector.progress.summary import SummaryStore
 from connector.results import (
     AnnotateMode,
     WriteReport,
@@ -269,11 +272,13 @@ def detect_rarechild_in_elasticsearch(
     allowed_indices: tuple[str, ...] | None = None,
     composite_page_size: int = COMPOSITE_PAGE_SIZE,
     ingest_time_field: str | None = None,
+    summary: SummaryStore | None = None,
 ) -> RareChildDetection:
     """Run a rarechild use case over ``index`` for ``time_range`` and write its alerts back.
 
     With ``baseline_start`` the counts (and so every rarity factor) cover ``[baseline_start, end)``,
-    novelty says whether a pair occurred before the range, and only events in the range alert.
+    novelty says whether a pair occurred before the range, and only events in the range alert. With
+    ``summary`` (and hour-aligned bounds) whole baseline hours are counted from the stored summary.
 
     :raises RequestValidationError: ``annotate=in_place``, which only the terms model's records have
     :raises IndexNotAllowedError: a concrete index the expression reaches is outside ``allowed_indices``
@@ -304,7 +309,12 @@ def detect_rarechild_in_elasticsearch(
     if range_start is not None:
         days = (time_range.start - counted_from).total_seconds() / 86400
         label = f"baseline {days:g} d"
-    result = run_rarechild(source, use_case, range_start=range_start, baseline_label=label)
+    counting: RareChildSource = source
+    if summary is not None and baseline_start is not None and on_the_hour(counted_from, time_range.start):
+        counting = SummarisedRareChildSource(
+            source, summary, baseline_start=counted_from, range_start=time_range.start, write=not dry_run
+        )
+    result = run_rarechild(counting, use_case, range_start=range_start, baseline_label=label)
     use_case = result.use_case  # as run: with its data profile
     hint = source.empty_range_hint(use_case) if result.events_analyzed == 0 else None
     documents = []

@@ -1,28 +1,35 @@
-"""Pair counts of a span and its baseline from the summary plus the new span's raw counts.
+"""Counts of a span and its baseline from the summary plus the new span's raw counts.
 
-The seam is the terms engine's :class:`~connector.sources.EventSource`: ``pair_counts`` comes from here,
-``entries`` (the documents of candidate pairs) still from Elasticsearch. The counts equal a raw recount:
-the same keys, the same numbers, folded in the order a composite aggregation returns them (sorted by
-key), so every decision of the model is the same. Only the terms model uses it; the rarechild model
-recounts its baseline from raw events (docs/scheduling.md, "Incremental baseline").
+:class:`BaselineHours` is what both models share: which baseline hours the summary still holds (checked
+against raw event totals), which must be recounted, and what to store afterwards. Each model counts an
+hour its own way and folds the pieces back into the shape its raw counting returns: the same keys, the
+same numbers, in the order a composite aggregation returns them (sorted by key), so every decision of
+the model is the same. Here the terms model (:class:`SummarisedSource`, the seam is the
+:class:`~connector.sources.EventSource`'s ``pair_counts``); the rarechild model in
+:mod:`connector.progress.rarechild_incremental`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from connector.config import UseCase
+from connector.config import RareChildUseCase, UseCase
 from connector.model.terms import Entry, Pair, PairCounts
-from connector.progress.summary import HourSummary, SummaryStore, key_of, key_text, summary_key
+from connector.progress.summary import HourSummary, SummaryStore, key_of, key_text, merge_counts, summary_key
 from connector.sources.elasticsearch import ElasticsearchSource
 
 log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+
+#: Counts ``[first, last)`` from raw events: a summary (its ``total`` unused) per hour with events.
+CountHours = Callable[[datetime, datetime], dict[int, HourSummary]]
 
 
 def _ms(moment: datetime) -> int:
@@ -39,8 +46,8 @@ class SummaryUse:
     stale: list[int] = field(default_factory=list)
 
 
-class SummarisedSource:
-    """An :class:`~connector.sources.EventSource` counting whole baseline hours from the summary.
+class BaselineHours:
+    """The pieces (day rollups, hours) that together count ``[baseline_start, end)`` of ``source``.
 
     :param baseline_start: hour-aligned start of the counted window
     :param range_start: hour-aligned start of the evaluated span (its hours are counted raw)
@@ -64,32 +71,36 @@ class SummarisedSource:
         self.range_start = range_start
         self.write = write
         self.use = SummaryUse()
+        self._fresh: list[HourSummary] = []
+        self._known: dict[int, HourSummary] = {}
+        self._days: set[int] = set()
 
-    def entries(self, use_case: UseCase, pairs: set[Pair]) -> Iterator[Entry]:
-        return self.source.entries(use_case, pairs)
-
-    def field_names(self) -> frozenset[str]:
-        return self.source.field_names()
-
-    def pair_counts(self, use_case: UseCase) -> tuple[PairCounts, int]:
-        source = self.source
-        store = self.store
-        end = _ms(source.end)
-        key = summary_key(use_case, source.index, source.resolve_fields(use_case))
-        start, range_start = _ms(self.baseline_start), _ms(self.range_start)
+    def gather(
+        self, use_case: UseCase | RareChildUseCase, key: str, count_hours: CountHours
+    ) -> list[HourSummary]:
+        """The summaries covering the window, every one fresh: read back where the totals still add up,
+        recounted (``count_hours``) where they do not, and the span counted raw."""
+        source, store = self.source, self.store
+        start, range_start, end = _ms(self.baseline_start), _ms(self.range_start), _ms(source.end)
         baseline_hours = list(range(start, range_start, HOUR_MS))
-        span_hours = list(range(range_start, end, HOUR_MS))
         full_days = list(range(_ceil_day(start), range_start - DAY_MS + 1, DAY_MS))
-        # Event counts come before any pair count: an event arriving in between makes a stored total
-        # smaller than the hour's, so the next call recounts that hour.
-        span_events = source.hourly_events(use_case, self.range_start, source.end)
-        span_totals = source.hourly_events(use_case, self.range_start, source.end, filtered=False)
-        days = store.read(key, full_days, length=24)
-        hours = store.read(key, [hour for hour in baseline_hours if not _covered(hour, days)])
+        # The totals come before any count: an event arriving in between makes a stored total smaller
+        # than the hour's, so the next call recounts that hour.
+        day_set = set(full_days)
+        edges = [hour for hour in baseline_hours if _day(hour) not in day_set]
+        spans = [(day, 24) for day in full_days] + [(hour, 1) for hour in edges]
+        with ThreadPoolExecutor(max_workers=1) as pool:  # the read does not wait for the totals' answer
+            reading = pool.submit(store.read_spans, key, spans)
+            baseline_total, span_totals = source.freshness_totals(
+                use_case, self.baseline_start, self.range_start
+            )
+            found = reading.result()
+        days, hours = found.get(24, {}), found.get(1, {})
         stale: list[int] = []
         known_empty: set[int] = set()
+        totals: dict[int, int] = {}
         stored_total = sum(day.total for day in days.values()) + sum(hour.total for hour in hours.values())
-        if source.window_total(use_case, self.baseline_start, self.range_start) != stored_total:
+        if baseline_total != stored_total:
             # Something changed (or was never stored): find the hours, recount only those.
             totals = source.hourly_events(use_case, self.baseline_start, self.range_start, filtered=False)
             for day_ms, day in list(days.items()):
@@ -112,48 +123,36 @@ class SummarisedSource:
                     hours.pop(hour, None)
         recounted: dict[int, HourSummary] = {}
         if stale:
-            first, last = _at(min(stale)), _at(max(stale) + HOUR_MS)
-            events = source.hourly_events(use_case, first, last)
-            totals = source.hourly_events(use_case, first, last, filtered=False)
-            counted = source.hourly_key_counts(use_case, first, last)
-            for hour in stale:
-                recounted[hour] = HourSummary.of(
-                    hour, events.get(hour, 0), totals.get(hour, 0), counted.get(hour, [])
-                )
-        span_counts = source.hourly_key_counts(use_case, self.range_start, source.end)
+            counted = count_hours(_at(min(stale)), _at(max(stale) + HOUR_MS))
+            recounted = {hour: _with_total(hour, counted, totals.get(hour, 0)) for hour in stale}
+        counted = count_hours(self.range_start, source.end)
         span = {
-            hour: HourSummary.of(
-                hour, span_events.get(hour, 0), span_totals.get(hour, 0), span_counts.get(hour, [])
-            )
-            for hour in span_hours
+            hour: _with_total(hour, counted, span_totals.get(hour, 0))
+            for hour in range(range_start, end, HOUR_MS)
         }
-        outside, outside_events = source.key_counts_outside(use_case, self.baseline_start, source.end)
-        pieces = [*days.values(), *hours.values(), *recounted.values(), *span.values()]
-        merged: dict[str, int] = {}
-        for summary in pieces:
-            for text, count in zip(summary.keys, summary.counts, strict=True):
-                merged[text] = merged.get(text, 0) + count
-        for aggregator, target, count in outside:
-            text = key_text(aggregator, target)
-            merged[text] = merged.get(text, 0) + count
-        # Folded in the order of a composite aggregation (sorted by key), as a raw recount folds them.
-        ordered = sorted(((key_of(text), count) for text, count in merged.items()), key=lambda item: item[0])
-        counts = PairCounts()
-        source.fold_key_counts(use_case, counts, ((a, t, n) for (a, t), n in ordered))
-        events = sum(summary.events for summary in pieces) + outside_events
         from_summary = sum(
             1 for summary in (*days.values(), *hours.values()) for total in summary.totals() if total
         )
         self.use = SummaryUse(hours_from_summary=from_summary, hours_recounted=len(stale), stale=stale)
+        self._fresh = [
+            *recounted.values(),
+            *span.values(),
+            *(HourSummary(hour, 0, 0) for hour in sorted(known_empty)),
+        ]
+        self._known = {summary.hour_ms: summary for summary in (*hours.values(), *self._fresh)}
+        self._days = set(days)
+        return [*days.values(), *hours.values(), *recounted.values(), *span.values()]
+
+    def keep(self, use_case: UseCase | RareChildUseCase, key: str) -> None:
+        """Store what :meth:`gather` counted raw, and the rollup of every day now known hour by hour."""
         if self.write:
-            fresh = [*recounted.values(), *span.values()]
-            fresh += [HourSummary(hour, 0, 0) for hour in sorted(known_empty)]
-            known = {summary.hour_ms: summary for summary in (*hours.values(), *fresh)}
-            for day_ms in range(_ceil_day(start), end - DAY_MS + 1, DAY_MS):
-                parts = [known.get(hour) for hour in range(day_ms, day_ms + DAY_MS, HOUR_MS)]
-                if day_ms not in days and all(part is not None for part in parts):
+            fresh = list(self._fresh)
+            end = _ms(self.source.end)
+            for day_ms in range(_ceil_day(_ms(self.baseline_start)), end - DAY_MS + 1, DAY_MS):
+                parts = [self._known.get(hour) for hour in range(day_ms, day_ms + DAY_MS, HOUR_MS)]
+                if day_ms not in self._days and all(part is not None for part in parts):
                     fresh.append(HourSummary.day(day_ms, [part for part in parts if part is not None]))
-            self.use.hours_written = store.write(key, use_case, source.index, fresh)
+            self.use.hours_written = self.store.write(key, use_case, self.source.index, fresh)
         log.info(
             "use case %s: baseline hours from the summary %d, recounted %d, written %d",
             use_case.section,
@@ -161,7 +160,73 @@ class SummarisedSource:
             self.use.hours_recounted,
             self.use.hours_written,
         )
-        return counts, events
+
+
+class SummarisedSource:
+    """An :class:`~connector.sources.EventSource` counting whole baseline hours from the summary.
+
+    The parameters are those of :class:`BaselineHours`; ``entries`` (the documents of candidate pairs)
+    still come from Elasticsearch.
+    """
+
+    def __init__(
+        self,
+        source: ElasticsearchSource,
+        store: SummaryStore,
+        *,
+        baseline_start: datetime,
+        range_start: datetime,
+        write: bool,
+    ) -> None:
+        self.source = source
+        self.hours = BaselineHours(
+            source, store, baseline_start=baseline_start, range_start=range_start, write=write
+        )
+
+    @property
+    def use(self) -> SummaryUse:
+        return self.hours.use
+
+    def entries(self, use_case: UseCase, pairs: set[Pair]) -> Iterator[Entry]:
+        return self.source.entries(use_case, pairs)
+
+    def field_names(self) -> frozenset[str]:
+        return self.source.field_names()
+
+    def pair_counts(self, use_case: UseCase) -> tuple[PairCounts, int]:
+        source = self.source
+        key = summary_key(use_case, source.index, source.resolve_fields(use_case))
+
+        def count_hours(first: datetime, last: datetime) -> dict[int, HourSummary]:
+            events, counted = source.hourly_key_counts(use_case, first, last)
+            return {
+                hour: HourSummary.of(hour, events.get(hour, 0), 0, counted.get(hour, []))
+                for hour in events.keys() | counted.keys()
+            }
+
+        pieces = self.hours.gather(use_case, key, count_hours)
+        outside, outside_events = source.key_counts_outside(use_case, self.hours.baseline_start, source.end)
+        merged = {text: count for text, (count, _) in merge_counts(pieces).items()}
+        for aggregator, target, count in outside:
+            text = key_text(aggregator, target)
+            merged[text] = merged.get(text, 0) + count
+        # Folded in the order of a composite aggregation (sorted by key), as a raw recount folds them.
+        ordered = sorted(((key_of(text), count) for text, count in merged.items()), key=lambda item: item[0])
+        counts = PairCounts()
+        source.fold_key_counts(use_case, counts, ((a, t, n) for (a, t), n in ordered))
+        self.hours.keep(use_case, key)
+        return counts, sum(piece.events for piece in pieces) + outside_events
+
+
+def on_the_hour(*moments: datetime) -> bool:
+    """Whether the summary can count from these bounds: it stores whole UTC hours."""
+    return all(moment.minute == moment.second == moment.microsecond == 0 for moment in moments)
+
+
+def _with_total(hour_ms: int, counted: dict[int, HourSummary], total: int) -> HourSummary:
+    """The hour as counted, with the total of all its events taken before the count."""
+    summary = counted.get(hour_ms)
+    return HourSummary(hour_ms, 0, total) if summary is None else dataclasses.replace(summary, total=total)
 
 
 def _at(ms: int) -> datetime:

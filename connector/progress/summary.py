@@ -26,7 +26,7 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
-from connector.config import UseCase
+from connector.config import RareChildUseCase, UseCase
 from connector.progress.indices import ensure_index
 from connector.sources.elasticsearch import KeyCount, ResolvedFields, TimeBudget, call_elasticsearch
 from connector.timerange import isoformat_z
@@ -53,10 +53,12 @@ SUMMARY_SETTINGS: Mapping[str, Any] = {"number_of_shards": 1, "auto_expand_repli
 MGET_BATCH = 1000
 
 
-def summary_key(use_case: UseCase, index: str, fields: ResolvedFields) -> str:
-    """What the counts depend on: index, filters (the data profile's too) and the resolved fields (a mapping
-    change is a new key)."""
-    basis = {
+def summary_key(
+    use_case: UseCase | RareChildUseCase, index: str, fields: ResolvedFields, *, model: str = "terms"
+) -> str:
+    """What the counts depend on: the model, index, filters (the data profile's too) and the resolved
+    fields (a mapping change is a new key)."""
+    basis: dict[str, Any] = {
         "index": index,
         "filter": use_case.es_query_filter,
         "dsl": [dict(item) for item in use_case.es_dsl_filter or ()],
@@ -65,6 +67,8 @@ def summary_key(use_case: UseCase, index: str, fields: ResolvedFields) -> str:
         "target": list(fields.target),
         "timestamp": fields.timestamp,
     }
+    if model != "terms":  # the terms key predates the other models: it stays as it was
+        basis.update(model=model, host=fields.host)
     return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()[:40]
 
 
@@ -82,7 +86,8 @@ def key_of(text: str) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
 @dataclass(frozen=True)
 class HourSummary:
     """An hour (or a whole day of 24 hours, a rollup read in one document): matching events, all
-    events, the total of each hour, and the counted keys (:func:`key_text`) with their counts."""
+    events, the total of each hour, and the counted keys (:func:`key_text`) with their counts and, for
+    models that need it, the earliest event of each key (epoch ms)."""
 
     hour_ms: int
     events: int
@@ -91,6 +96,7 @@ class HourSummary:
     counts: tuple[int, ...] = ()
     hours: int = 1
     hour_totals: tuple[int, ...] = ()
+    firsts: tuple[int, ...] = ()
 
     def totals(self) -> tuple[int, ...]:
         """The total of each hour covered, first hour first."""
@@ -104,29 +110,49 @@ class HourSummary:
     @classmethod
     def day(cls, day_ms: int, hours: Sequence[HourSummary]) -> HourSummary:
         """The rollup of a day's 24 consecutive hour summaries."""
-        merged: dict[str, int] = {}
-        for hour in hours:
-            for text, count in zip(hour.keys, hour.counts, strict=True):
-                merged[text] = merged.get(text, 0) + count
+        merged = merge_counts(hours)
+        firsts = any(hour.firsts for hour in hours)
         return cls(
             day_ms,
             sum(hour.events for hour in hours),
             sum(hour.total for hour in hours),
             tuple(merged),
-            tuple(merged.values()),
+            tuple(count for count, _ in merged.values()),
             hours=len(hours),
             hour_totals=tuple(hour.total for hour in hours),
+            firsts=tuple(first for _, first in merged.values()) if firsts else (),
         )
 
 
+def merge_counts(pieces: Iterable[HourSummary]) -> dict[str, tuple[int, int]]:
+    """Each key's summed count and earliest event (0 when the pieces keep none) over ``pieces``."""
+    pieces = list(pieces)
+    if not any(piece.firsts for piece in pieces):  # the terms model's: counts alone, the common case
+        sums: dict[str, int] = {}
+        for piece in pieces:
+            for text, count in zip(piece.keys, piece.counts, strict=True):
+                sums[text] = sums.get(text, 0) + count
+        return {text: (count, 0) for text, count in sums.items()}
+    merged: dict[str, tuple[int, int]] = {}
+    for piece in pieces:
+        firsts = piece.firsts or (0,) * len(piece.keys)
+        for text, count, first in zip(piece.keys, piece.counts, firsts, strict=True):
+            known = merged.get(text)
+            merged[text] = (count, first) if known is None else (known[0] + count, min(known[1], first))
+    return merged
+
+
 def _encode(summary: HourSummary) -> str:
-    blob = json.dumps({"k": summary.keys, "n": summary.counts}, separators=(",", ":"), ensure_ascii=False)
+    rows: dict[str, Any] = {"k": summary.keys, "n": summary.counts}
+    if summary.firsts:
+        rows["f"] = summary.firsts
+    blob = json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
     return base64.b64encode(zlib.compress(blob.encode())).decode()
 
 
-def _decode(blob: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+def _decode(blob: str) -> tuple[tuple[str, ...], tuple[int, ...], tuple[int, ...]]:
     rows = json.loads(zlib.decompress(base64.b64decode(blob)))
-    return tuple(rows["k"]), tuple(rows["n"])
+    return tuple(rows["k"]), tuple(rows["n"]), tuple(rows.get("f", ()))
 
 
 class SummaryStore:
@@ -146,16 +172,19 @@ class SummaryStore:
     def read(self, key: str, hours: Iterable[int], *, length: int = 1) -> dict[int, HourSummary]:
         """The stored summaries starting at ``hours`` (epoch ms) covering ``length`` hours each (1, or 24
         for day rollups), by realtime multi-get (no refresh needed)."""
-        wanted = sorted(set(hours))
-        if not wanted:
-            return {}
-        found: dict[int, HourSummary] = {}
+        return self.read_spans(key, [(hour, length) for hour in hours]).get(length, {})
+
+    def read_spans(self, key: str, spans: Iterable[tuple[int, int]]) -> dict[int, dict[int, HourSummary]]:
+        """The stored summaries of ``spans`` ((start ms, hours) pairs: day rollups and single hours
+        together), by hours covered then start, in one realtime multi-get per thousand."""
+        wanted = sorted(set(spans))
+        found: dict[int, dict[int, HourSummary]] = {}
         for offset in range(0, len(wanted), MGET_BATCH):
             batch = wanted[offset : offset + MGET_BATCH]
             self.requests += 1
             client = self.budget.bind(self.client, "reading the baseline summary").options(ignore_status=404)
             answer = call_elasticsearch(
-                client.mget, index=self.index, ids=[self.document_id(key, hour, length) for hour in batch]
+                client.mget, index=self.index, ids=[self.document_id(key, *span) for span in batch]
             )
             documents = answer.body.get("docs", [])
             # A missing index is a 404, or (mget) an error per document: then the first write creates it
@@ -171,19 +200,23 @@ class SummaryStore:
                 hour_ms = int(
                     datetime.fromisoformat(source["hour"].replace("Z", "+00:00")).timestamp() * 1000
                 )
-                keys, counts = _decode(source["counts"])
-                found[hour_ms] = HourSummary(
+                keys, counts, firsts = _decode(source["counts"])
+                hours = int(source.get("hours") or 1)
+                found.setdefault(hours, {})[hour_ms] = HourSummary(
                     hour_ms,
                     int(source["events"]),
                     int(source["total"]),
                     keys,
                     counts,
-                    hours=int(source.get("hours") or 1),
+                    hours=hours,
                     hour_totals=tuple(source.get("hour_totals") or ()),
+                    firsts=firsts,
                 )
         return found
 
-    def write(self, key: str, use_case: UseCase, index: str, summaries: Iterable[HourSummary]) -> int:
+    def write(
+        self, key: str, use_case: UseCase | RareChildUseCase, index: str, summaries: Iterable[HourSummary]
+    ) -> int:
         """Store hour summaries; returns how many. A failed write only costs a recount next time."""
         now = isoformat_z(datetime.now(UTC))
         actions = [

@@ -255,37 +255,88 @@ class ElasticsearchSource:
         """Every bucket of a composite aggregation over the use case's events (from ``start`` when given)."""
         return _CompositePages(self, use_case, sources, dict(sub_aggs or {}), start)
 
-    # -- per-hour counts, for the baseline summary (connector/progress/summary.py) -------------
+    def composite_buckets(
+        self,
+        use_case: UseCase | RareChildUseCase,
+        sources: list[dict[str, Any]],
+        sub_aggs: Mapping[str, Any] | None = None,
+        *,
+        start: datetime | None = None,
+        query: Mapping[str, Any] | None = None,
+    ) -> tuple[list[Mapping[str, Any]], int]:
+        """Every bucket of a composite aggregation over the use case's events (from ``start``, or those
+        of ``query``), and how many events it counted."""
+        pages = _CompositePages(self, use_case, sources, dict(sub_aggs or {}), start, query=query)
+        return list(pages), pages.events
 
-    def event_time_query(self, use_case: UseCase, start: datetime, end: datetime) -> dict[str, Any]:
-        """The use case's events with ``start <= timestamp < end`` (event time only, whatever the span)."""
+    # -- per-hour counts, for the baseline summary (connector/progress/) ---------------------
+
+    def event_time_query(
+        self, use_case: UseCase | RareChildUseCase, start: datetime, end: datetime
+    ) -> dict[str, Any]:
+        """The use case's events (its filter and profile conditions) with ``start <= timestamp < end``:
+        event time only, whatever the span."""
+        return {
+            "bool": {
+                "filter": [self._timestamp_range(use_case, start, end), *self._use_case_filters(use_case)]
+            }
+        }
+
+    def _timestamp_range(
+        self, use_case: UseCase | RareChildUseCase, start: datetime, end: datetime
+    ) -> dict[str, Any]:
         timestamp = self.resolve_fields(use_case).timestamp
         window = {"gte": isoformat_z(start), "lt": isoformat_z(end), "format": "strict_date_optional_time"}
-        filters: list[Mapping[str, Any]] = [{"range": {timestamp: window}}]
-        if use_case.es_dsl_filter:
-            filters.extend(item["query"] for item in use_case.es_dsl_filter)
-        elif use_case.es_query_filter:
-            filters.append({"query_string": {"query": use_case.es_query_filter}})
-        return {"bool": {"filter": filters}}
+        return {"range": {timestamp: window}}
 
-    def window_total(self, use_case: UseCase, start: datetime, end: datetime) -> int:
-        """All events (no filter) with ``start <= timestamp < end``: a range on the timestamp alone, which
-        Elasticsearch counts from its point index without visiting events."""
+    def _hours_histogram(self, use_case: UseCase | RareChildUseCase) -> dict[str, Any]:
         timestamp = self.resolve_fields(use_case).timestamp
-        window = {"gte": isoformat_z(start), "lt": isoformat_z(end), "format": "strict_date_optional_time"}
-        response = self._call("count", index=self.index, query={"range": {timestamp: window}})
-        return int(response["count"])
+        return {"date_histogram": {"field": timestamp, "fixed_interval": "1h", "min_doc_count": 1}}
+
+    def freshness_totals(
+        self, use_case: UseCase | RareChildUseCase, baseline_start: datetime, range_start: datetime
+    ) -> tuple[int, dict[int, int]]:
+        """All events (no filter) of the baseline, and of each hour of the span: the summary's change
+        signature, in one round trip (a multi-search).
+
+        The baseline's total is a range on the timestamp alone with no aggregation, which Elasticsearch
+        counts from its point index without visiting events; only the span's events are bucketed.
+        """
+        baseline = {"size": 0, "track_total_hits": True}
+        baseline["query"] = self._timestamp_range(use_case, baseline_start, range_start)
+        single = _one_hour(range_start, self.end)  # the scheduled case: a count, as for the baseline
+        span = {
+            "size": 0,
+            "track_total_hits": single,
+            "query": self._timestamp_range(use_case, range_start, self.end),
+            **({} if single else {"aggs": {"hours": self._hours_histogram(use_case)}}),
+        }
+        header = {"index": self.index, "allow_partial_search_results": False}
+        answer = self._call("msearch", searches=[header, baseline, header, span])
+        responses = answer.get("responses", [])
+        if len(responses) != 2 or any("error" in item for item in responses):
+            # One request each: an error is then raised (and translated) as for any single request.
+            total = int(self._call("count", index=self.index, query=baseline["query"])["count"])
+            return total, self.hourly_events(use_case, range_start, self.end, filtered=False)
+        total = int(responses[0]["hits"]["total"]["value"])
+        if single:
+            span_total = int(responses[1]["hits"]["total"]["value"])
+            return total, {_epoch_ms(range_start): span_total} if span_total else {}
+        buckets = responses[1].get("aggregations", {}).get("hours", {}).get("buckets", [])
+        return total, {int(bucket["key"]): int(bucket["doc_count"]) for bucket in buckets}
 
     def hourly_events(
-        self, use_case: UseCase, start: datetime, end: datetime, *, filtered: bool = True
+        self, use_case: UseCase | RareChildUseCase, start: datetime, end: datetime, *, filtered: bool = True
     ) -> dict[int, int]:
         """Events per UTC hour (epoch ms of its start) in ``[start, end)``: one request, no pair keys.
 
         :param filtered: the use case's events (else every event: the summary's change signature)
         """
-        timestamp = self.resolve_fields(use_case).timestamp
-        window = {"gte": isoformat_z(start), "lt": isoformat_z(end), "format": "strict_date_optional_time"}
-        query = self.event_time_query(use_case, start, end) if filtered else {"range": {timestamp: window}}
+        query = (
+            self.event_time_query(use_case, start, end)
+            if filtered
+            else self._timestamp_range(use_case, start, end)
+        )
         response = self._call(
             "search",
             index=self.index,
@@ -293,38 +344,72 @@ class ElasticsearchSource:
             track_total_hits=False,
             allow_partial_search_results=False,
             query=query,
-            aggs={
-                "hours": {"date_histogram": {"field": timestamp, "fixed_interval": "1h", "min_doc_count": 1}}
-            },
+            aggs={"hours": self._hours_histogram(use_case)},
         )
         buckets = response.get("aggregations", {}).get("hours", {}).get("buckets", [])
         return {int(bucket["key"]): int(bucket["doc_count"]) for bucket in buckets}
 
+    def hourly_buckets(
+        self,
+        use_case: UseCase | RareChildUseCase,
+        start: datetime,
+        end: datetime,
+        sources: list[dict[str, Any]],
+        sub_aggs: Mapping[str, Any] | None = None,
+    ) -> tuple[dict[int, int], dict[int, list[Mapping[str, Any]]]]:
+        """The use case's events per UTC hour in ``[start, end)``, and the buckets of a composite
+        aggregation over ``sources`` per hour; the first page and the event histogram in one request."""
+        query = self.event_time_query(use_case, start, end)
+        if _one_hour(start, end):  # the scheduled case: the aggregation of a call without a baseline
+            buckets, events = self.composite_buckets(use_case, sources, sub_aggs, query=query)
+            hour = _epoch_ms(start)
+            return ({hour: events} if events else {}), ({hour: buckets} if buckets else {})
+        timestamp = self.resolve_fields(use_case).timestamp
+        hour_sources = [{"hour": {"date_histogram": {"field": timestamp, "fixed_interval": "1h"}}}, *sources]
+        pages = _CompositePages(
+            self,
+            use_case,
+            hour_sources,
+            dict(sub_aggs or {}),
+            query=query,
+            beside={"hours": self._hours_histogram(use_case)},
+        )
+        hours: dict[int, list[Mapping[str, Any]]] = {}
+        for bucket in pages:
+            hours.setdefault(int(bucket["key"]["hour"]), []).append(bucket)
+        events = pages.beside.get("hours", {}).get("buckets", [])
+        return {int(bucket["key"]): int(bucket["doc_count"]) for bucket in events}, hours
+
     def hourly_key_counts(
         self, use_case: UseCase, start: datetime, end: datetime
-    ) -> dict[int, list[KeyCount]]:
-        """The pair counts of ``[start, end)`` per UTC hour, in one paged composite aggregation."""
-        timestamp = self.resolve_fields(use_case).timestamp
-        sources = [{"h": {"date_histogram": {"field": timestamp, "fixed_interval": "1h"}}}]
-        sources += self.pair_sources(use_case)
-        query = self.event_time_query(use_case, start, end)
-        hours: dict[int, list[KeyCount]] = {}
-        for bucket in _CompositePages(self, use_case, sources, {}, query=query):
-            hours.setdefault(int(bucket["key"]["h"]), []).append(self.key_count(use_case, bucket))
-        return hours
+    ) -> tuple[dict[int, int], dict[int, list[KeyCount]]]:
+        """The terms model's events and pair counts of ``[start, end)`` per UTC hour."""
+        events, buckets = self.hourly_buckets(use_case, start, end, self.pair_sources(use_case))
+        counts = {
+            hour: [self.key_count(use_case, bucket) for bucket in found] for hour, found in buckets.items()
+        }
+        return events, counts
+
+    def outside_query(
+        self, use_case: UseCase | RareChildUseCase, start: datetime, end: datetime
+    ) -> dict[str, Any]:
+        """Counted events whose timestamp is outside ``[start, end)``: late events, selected by their
+        ingest time (never any without an ingest-time field)."""
+        return {
+            "bool": {
+                "filter": [self.base_query(use_case)],
+                "must_not": [self._timestamp_range(use_case, start, end)],
+            }
+        }
 
     def key_counts_outside(
         self, use_case: UseCase, start: datetime, end: datetime
     ) -> tuple[list[KeyCount], int]:
-        """Counted events whose timestamp is outside ``[start, end)`` (late events selected by their
-        ingest time), with their number; nothing without an ingest-time field."""
+        """Pair counts of the events outside ``[start, end)`` (:meth:`outside_query`), with their number."""
         if self.ingest_time_field is None:
             return [], 0
-        timestamp = self.resolve_fields(use_case).timestamp
-        query = self.base_query(use_case)
-        window = {"gte": isoformat_z(start), "lt": isoformat_z(end), "format": "strict_date_optional_time"}
-        outside = {"bool": {"filter": [query], "must_not": [{"range": {timestamp: window}}]}}
-        pages = _CompositePages(self, use_case, self.pair_sources(use_case), {}, query=outside)
+        query = self.outside_query(use_case, start, end)
+        pages = _CompositePages(self, use_case, self.pair_sources(use_case), {}, query=query)
         found = [self.key_count(use_case, bucket) for bucket in pages]
         return found, pages.events
 
@@ -342,8 +427,7 @@ class ElasticsearchSource:
             of its events lie in the range and when it was first seen; paths count in-range events only
         """
         groups: list[GroupCount] = []
-        paths: list[PathCount] = []
-        (host_sources, host_aggs, _), path_spec = self.rarechild_aggregations(use_case, range_start)
+        (host_sources, host_aggs, _), _ = self.rarechild_aggregations(use_case, range_start)
         pages = self._composite_pages(use_case, host_sources, host_aggs)
         for bucket in pages:
             key = bucket["key"]
@@ -359,18 +443,26 @@ class ElasticsearchSource:
                     first_ms=None if first is None else int(first),
                 )
             )
-        events = pages.events
-        if path_spec is not None:
-            path_sources, _, start = path_spec
-            for bucket in self._composite_pages(use_case, path_sources, start=start):
-                key = bucket["key"]
-                path = key.get("x")
-                paths.append(
-                    PathCount(
-                        str(key["p"]), str(key["c"]), None if path is None else str(path), bucket["doc_count"]
-                    )
+        return groups, self.rarechild_paths(use_case, range_start), pages.events
+
+    def rarechild_paths(
+        self, use_case: RareChildUseCase, range_start: datetime | None = None
+    ) -> list[PathCount]:
+        """Per (parent, child, path) counts of the range's events; none when the index has no path."""
+        _, path_spec = self.rarechild_aggregations(use_case, range_start)
+        if path_spec is None:
+            return []
+        path_sources, _, start = path_spec
+        paths: list[PathCount] = []
+        for bucket in self._composite_pages(use_case, path_sources, start=start):
+            key = bucket["key"]
+            path = key.get("x")
+            paths.append(
+                PathCount(
+                    str(key["p"]), str(key["c"]), None if path is None else str(path), bucket["doc_count"]
                 )
-        return groups, paths, events
+            )
+        return paths
 
     def rarechild_aggregations(
         self, use_case: RareChildUseCase, range_start: datetime | None = None
@@ -596,15 +688,18 @@ class ElasticsearchSource:
             ingested = self._ingested_clause(fields.timestamp, start or self.range_start)
             # From a start (the range's own events): the ingested ones; else the counted window as well.
             window = ingested if start is not None else {"bool": {"should": [window, ingested]}}
-        filters: list[Mapping[str, Any]] = [window]
+        return {"bool": {"filter": [window, *self._use_case_filters(use_case), *extra]}}
+
+    @staticmethod
+    def _use_case_filters(use_case: UseCase | RareChildUseCase) -> list[Mapping[str, Any]]:
+        """The use case's own filter and its data profile's conditions (e.g. ECS process starts only)."""
+        filters: list[Mapping[str, Any]] = []
         if use_case.es_dsl_filter:
             filters.extend(item["query"] for item in use_case.es_dsl_filter)
         elif use_case.es_query_filter:
             filters.append({"query_string": {"query": use_case.es_query_filter}})
-        # The data profile's conditions (connector/profiles.py): e.g. ECS process starts only.
         filters.extend({"term": {name: value}} for name, value in use_case.profile_conditions)
-        filters.extend(extra)
-        return {"bool": {"filter": filters}}
+        return filters
 
     def _pair_clauses(self, use_case: UseCase, pairs: Sequence[Pair]) -> list[dict[str, Any]]:
         fields = self.resolve_fields(use_case)
@@ -838,8 +933,11 @@ class _CompositePages:
         sub_aggs: dict[str, Any],
         start: datetime | None = None,
         query: Mapping[str, Any] | None = None,
+        beside: Mapping[str, Any] | None = None,
     ) -> None:
         self._query = query
+        self._beside = dict(beside or {})
+        self.beside: dict[str, Any] = {}  # the first page's answers to ``beside``
         self._source = source
         self._use_case = use_case
         self._sources = sources
@@ -858,6 +956,7 @@ class _CompositePages:
             aggregation: dict[str, Any] = {"composite": composite}
             if self._sub_aggs:
                 aggregation["aggs"] = self._sub_aggs
+            aggs = {"pairs": aggregation, **(self._beside if first else {})}
             response = source._call(
                 "search",
                 index=source.index,
@@ -865,10 +964,11 @@ class _CompositePages:
                 track_total_hits=first,
                 allow_partial_search_results=False,
                 query=self._query or source.base_query(self._use_case, start=self._start),
-                aggs={"pairs": aggregation},
+                aggs=aggs,
             )
             if first:
                 self.events = response["hits"]["total"]["value"]
+                self.beside = {name: response.get("aggregations", {}).get(name, {}) for name in self._beside}
                 first = False
             result = response.get("aggregations", {}).get("pairs", {})
             buckets = result.get("buckets", [])
@@ -995,6 +1095,15 @@ def elasticsearch_reason(error: ApiError) -> str:
     if isinstance(caused_by, Mapping) and caused_by.get("reason"):
         return f"{reason}: {str(caused_by['reason']).splitlines()[0]}"
     return reason
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _one_hour(start: datetime, end: datetime) -> bool:
+    """Whether ``[start, end)`` is exactly one UTC hour, from its start."""
+    return _epoch_ms(start) % 3_600_000 == 0 and _epoch_ms(end) - _epoch_ms(start) == 3_600_000
 
 
 def _joined(values: tuple[Any, ...]) -> str:

@@ -15,15 +15,17 @@ from pathlib import Path
 
 import pytest
 from elasticsearch import Elasticsearch
-from es_data import create_sample_index
+from es_data import SAMPLE, create_sample_index, index_ndjson
 
-from connector.config import load_use_cases
+from connector.config import load_use_case, load_use_cases
 from connector.engine import detect_in_elasticsearch
 from connector.model.terms import PairCounts
 from connector.progress.incremental import SummarisedSource
+from connector.progress.rarechild_incremental import SummarisedRareChildSource
 from connector.progress.summary import SummaryStore, summary_key
 from connector.sources.elasticsearch import ElasticsearchSource
 from connector.timerange import TimeRange
+from scripts.convert_events import convert_lines
 
 HOUR = timedelta(hours=1)
 FIRST_SPAN = datetime(2024, 3, 6, 6, tzinfo=UTC)
@@ -164,3 +166,153 @@ def test_detections_with_and_without_the_summary_report_the_same_outliers(es_cli
             for answer in answers:
                 answer.pop("took_ms")
             assert answers[0] == answers[1], (use_case.section, start)
+
+
+# -- the rarechild model, ECS data and late events ----------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+RARECHILD = load_use_case(EXAMPLES / "rarechild.ini", "rarechild_suspicious_child")
+DEFEND_SECTIONS = ("terms_rare_childname", "rarechild_suspicious_child")
+INGESTED = "event.ingested"
+KEYWORD = {"type": "keyword"}
+
+
+def rarechild_raw_and_summarised(es_client, index, store, use_case, span_start, **source_options):
+    baseline_start = span_start - BASELINE
+    window = {"start": baseline_start, "end": span_start + HOUR, "range_start": span_start, **source_options}
+    raw = ElasticsearchSource(es_client, index=index, **window).rarechild_counts(use_case, span_start)
+    summarised = SummarisedRareChildSource(
+        ElasticsearchSource(es_client, index=index, **window),
+        store,
+        baseline_start=baseline_start,
+        range_start=span_start,
+        write=True,
+    )
+    return raw, summarised.rarechild_counts(use_case, span_start), summarised.use
+
+
+def test_rarechild_counts_from_the_summary_equal_a_raw_recount_hour_after_hour(es_client, indices):
+    index, summary_index = indices
+    store = SummaryStore(es_client, summary_index)
+    uses = []
+    for hour in range(10):
+        raw, summarised, use = rarechild_raw_and_summarised(
+            es_client, index, store, RARECHILD, FIRST_SPAN + hour * HOUR
+        )
+        # Groups (count, in range, first seen) in the composite aggregation's order, paths, events.
+        assert summarised == raw, hour
+        groups, _, events = raw
+        assert events > 0 and any(group.in_range for group in groups) and all(g.first_ms for g in groups)
+        uses.append(use)
+    assert (uses[0].hours_recounted, uses[0].hours_from_summary) == (54, 0)
+    assert [(use.hours_recounted, use.hours_from_summary) for use in uses[1:]] == [
+        (0, 54 + n) for n in range(1, 10)
+    ]
+
+
+def test_the_two_models_keep_apart_summaries_of_the_same_index(es_client, indices, tmp_path):
+    index, summary_index = indices
+    store = SummaryStore(es_client, summary_index)
+    raw_and_summarised(es_client, index, store, use_cases(tmp_path)[0], FIRST_SPAN)
+    # The terms summaries of the same index and filter are no use to the rarechild model: it counts
+    # hosts and first times too, so it recounts the whole baseline the first time.
+    _, _, use = rarechild_raw_and_summarised(es_client, index, store, RARECHILD, FIRST_SPAN)
+    assert (use.hours_recounted, use.hours_from_summary) == (54, 0)
+
+
+@pytest.fixture
+def defend_index(es_client: Elasticsearch, tmp_path) -> Iterator[tuple[str, str]]:
+    """The sample in Elastic Defend shape (process start and end events, the profile counts starts)."""
+    converted = tmp_path / "sample-ecs.ndjson"
+    with SAMPLE.open(encoding="utf-8") as lines, converted.open("w", encoding="utf-8") as out:
+        convert_lines(lines, "ecs", out)
+    events, summary = f"rcp-sum-{uuid.uuid4().hex}", f"rcp-sum-{uuid.uuid4().hex}-summary"
+    mappings = {"properties": {"event": {"properties": {"category": KEYWORD, "type": KEYWORD}}}}
+    es_client.indices.create(index=events, mappings=mappings, settings={"number_of_replicas": 0})
+    index_ndjson(es_client, events, converted)
+    yield events, summary
+    es_client.options(ignore_status=404).indices.delete(index=f"{events},{summary}", ignore_unavailable=True)
+
+
+def _detections(es_client, use_case, index, store, start, **options):
+    answers = []
+    for summary in (None, store):
+        answer = detect_in_elasticsearch(
+            es_client,
+            use_case,
+            index=index,
+            time_range=TimeRange(start, start + HOUR),
+            baseline_start=start - BASELINE,
+            annotate="none",
+            summary=summary,
+            **options,
+        ).to_response()
+        answer.pop("took_ms")
+        answers.append(answer)
+    return answers
+
+
+@pytest.mark.parametrize("section", DEFEND_SECTIONS)
+def test_ecs_data_counts_its_process_starts_alone_with_the_summary_too(es_client, defend_index, section):
+    index, summary_index = defend_index
+    store = SummaryStore(es_client, summary_index)
+    use_case = load_use_case(EXAMPLES / "elastic-defend.ini", section)
+    for hour in range(0, 12, 3):
+        start = FIRST_SPAN + hour * HOUR
+        raw, summarised = _detections(es_client, use_case, index, store, start)
+        assert summarised == raw, (section, start)
+        # The file holds an end event for every start: counting both would double every figure.
+        starts = es_client.count(
+            index=index,
+            query={
+                "bool": {
+                    "filter": [
+                        {"term": {"event.type": "start"}},
+                        {
+                            "range": {
+                                "@timestamp": {
+                                    "gte": (start - BASELINE).isoformat(),
+                                    "lt": (start + HOUR).isoformat(),
+                                }
+                            }
+                        },
+                    ]
+                }
+            },
+        )["count"]
+        assert raw["events_analyzed"] == starts
+
+
+@pytest.mark.parametrize("section", ("terms_rare_childname", "rarechild_suspicious_child"))
+def test_an_event_ingested_late_into_a_summarised_hour_is_counted_and_judged_in_the_next_span(
+    es_client, indices, tmp_path, section
+):
+    index, summary_index = indices
+    es_client.indices.put_mapping(
+        index=index, properties={"event": {"properties": {"ingested": {"type": "date"}}}}
+    )
+    store = SummaryStore(es_client, summary_index)
+    use_case = RARECHILD if section == RARECHILD.section else use_cases(tmp_path)[0]
+    _detections(es_client, use_case, index, store, FIRST_SPAN, ingest_time_field=INGESTED)
+    span = FIRST_SPAN + HOUR
+    late = {
+        "@timestamp": "2024-03-05T03:30:00.000Z",  # a baseline hour the summary already holds
+        "event": {"ingested": (span + timedelta(minutes=20)).isoformat()},  # but it arrived in the span
+        "tags": ["endpoint"],
+        "meta": {"command": {"name": "get_all_processes_enriched"}},
+        "host": {"name": "late-host"},
+        "OsqueryFilter": {"name": "late.exe", "parentname": "OUTLOOK.EXE", "path": "C:\\Users\\x\\late.exe"},
+    }
+    es_client.index(index=index, id="late", document=late, refresh="wait_for")
+    raw, summarised = _detections(es_client, use_case, index, store, span, ingest_time_field=INGESTED)
+    assert summarised == raw
+    if use_case is RARECHILD:  # Outlook starting an unknown program from a user folder: an alert
+        assert "late.exe" in {outlier["term"] for outlier in raw["outliers"]}
+    else:  # counted (1 % of OUTLOOK.EXE's average child count is below 1 so early: no outlier)
+        window = {"start": span - BASELINE, "end": span + HOUR, "range_start": span}
+        source = ElasticsearchSource(es_client, index=index, ingest_time_field=INGESTED, **window)
+        counts = SummarisedSource(
+            source, store, baseline_start=span - BASELINE, range_start=span, write=False
+        )
+        assert ("late.exe", 1) in dict(ordered(counts.pair_counts(use_case)[0]))["OUTLOOK.EXE"]
+        assert counts.use.hours_recounted == 0  # the detection before recounted its hour and stored it
