@@ -961,15 +961,17 @@ def run_hourly(
         }
         for scale in scales:
             data_set = data_set_for(scale)
-            results["results"].append(
-                bench_hourly_scale(
-                    client,
-                    data_set,
-                    repeats=repeats,
-                    index=f"{index_prefix}{data_set.name}",
-                    use_case_path=USE_CASES,
+            for use_case_path, section in ((USE_CASES, None), (RARECHILD_USE_CASES, RARECHILD)):
+                results["results"].append(
+                    bench_hourly_scale(
+                        client,
+                        data_set,
+                        repeats=repeats,
+                        index=f"{index_prefix}{data_set.name}",
+                        use_case_path=use_case_path,
+                        section=section,
+                    )
                 )
-            )
         results["summary"] = hourly_summary(results["results"])
         results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         results_dir.mkdir(parents=True, exist_ok=True)
@@ -988,8 +990,9 @@ def run_hourly(
             "",
             "One scheduled call for the last hour of the data set; raw = the baseline recounted by the "
             "composite aggregation; with summary = whole baseline hours read back from the summary index "
-            "(primed by one call first), the hour itself counted raw. Outliers and counts of both are "
-            "compared on every call.",
+            "(primed by one call first), the hour itself counted raw. Both models: terms "
+            "(examples/rare_child.ini) and rarechild (examples/rarechild.ini). The whole answers of both "
+            "modes (counts, outliers, scores) are compared on every call.",
             "",
             *hourly_table(results["results"]),
             "",

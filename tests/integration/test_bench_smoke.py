@@ -96,27 +96,32 @@ def test_smallest_benchmark_finds_the_planted_children_and_records_every_measure
 def test_the_hourly_case_times_every_baseline_raw_and_with_the_summary(
     es_url: str, bench_prefix: str, tmp_path: Path
 ) -> None:
-    """bench/run.py --case hourly at the tiny scale: five cases, the summary's counts equal the raw ones
-    (a difference is a recorded problem), the JSON and markdown files written."""
+    """bench/run.py --case hourly at the tiny scale: five cases per model, the summary's answers equal the
+    raw ones (a difference is a recorded problem), the JSON and markdown files written."""
     results = bench_run.run_hourly(
         es_url, scales=["tiny"], repeats=1, results_dir=tmp_path / "results", index_prefix=bench_prefix
     )
-    (item,) = results["results"]
-    assert item["problems"] == []
-    assert sorted((case["baseline"], case["mode"]) for case in item["cases"]) == [
-        ("30d", "raw"),
-        ("30d", "summary"),
-        ("7d", "raw"),
-        ("7d", "summary"),
-        ("none", "raw"),
-    ]
-    assert all(_positive(case["median_s"]) for case in item["cases"])
-    by_case = {(case["baseline"], case["mode"]): case for case in item["cases"]}
-    assert (
-        by_case[("30d", "raw")]["events_analyzed"] == by_case[("30d", "summary")]["events_analyzed"] == 5280
-    )
+    assert [item["model"] for item in results["results"]] == ["terms", "rarechild"]
+    for item in results["results"]:
+        assert item["problems"] == []
+        assert sorted((case["baseline"], case["mode"]) for case in item["cases"]) == [
+            ("30d", "raw"),
+            ("30d", "summary"),
+            ("7d", "raw"),
+            ("7d", "summary"),
+            ("none", "raw"),
+        ]
+        assert all(_positive(case["median_s"]) for case in item["cases"])
+        by_case = {(case["baseline"], case["mode"]): case for case in item["cases"]}
+        assert (
+            by_case[("30d", "raw")]["events_analyzed"]
+            == by_case[("30d", "summary")]["events_analyzed"]
+            == 5280
+        )
+    assert set(results["summary"]["summary_30d_over_no_baseline"]) == {"terms", "rarechild"}
     assert all(Path(path).is_file() for path in results["files"])
-    assert "| tiny |" in Path(results["files"][1]).read_text()
+    table = Path(results["files"][1]).read_text()
+    assert "| tiny | terms |" in table and "| tiny | rarechild |" in table
 
 
 def test_loader_skips_a_set_it_already_holds_and_reloads_a_changed_one(
