@@ -3,7 +3,8 @@
 The sample's hourly watch finds exactly two planted children against their 7-day baseline:
 explorer.exe -> TightVNCViewerPortable.exe in 2024-03-06 10:00-11:00 and OUTLOOK.EXE -> powershell.exe
 in 14:00-15:00 (test_watch_render.py derives this). Each test gets its own copy of the sample, so its
-own checkpoint (the checkpoint id follows use case and index).
+own checkpoint (the checkpoint id follows use case and index). ``GET /api/v1/metrics`` is checked against
+these checkpoints.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 from conftest_service import SERVICE_INDEX_PREFIX, RunningService, progress_indices, running_service
 from elasticsearch import Elasticsearch
-from es_data import create_sample_index
+from es_data import SAMPLE_MAPPINGS, create_sample_index
 from test_service_http import assert_valid
 
 from connector.progress.checkpoints import checkpoint_id
@@ -207,6 +208,72 @@ def test_checkpoints_are_listed_with_their_lag(gunicorn_service, sample_index):
     assert mine["behind"] is True and mine["lag_seconds"] > 3600 * 24  # the sample is from 2024
     assert listing["behind"] >= 1
     assert gunicorn_service.call("GET", "/api/v1/checkpoints").status == 401
+
+
+def metric_samples(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Each sample of an exposition text by metric name and labels (our label values have no quote)."""
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        series, value = line.rsplit(" ", 1)
+        name, _, labels = series.partition("{")
+        pairs = tuple(tuple(pair.split("=", 1)) for pair in labels.rstrip("}").split(",") if pair)
+        key = tuple((label, quoted.strip('"')) for label, quoted in pairs)
+        samples.setdefault(name, {})[key] = float(value)
+    return samples
+
+
+@pytest.fixture
+def recent_index(es_client: Elasticsearch) -> Iterator[str]:
+    """An index mapped like the sample, without events: a catch-up up to now analyses empty hours."""
+    name = f"{SERVICE_INDEX_PREFIX}recent-{uuid.uuid4().hex}"
+    es_client.indices.create(
+        index=name, settings={"number_of_shards": 1, "number_of_replicas": 0}, mappings=SAMPLE_MAPPINGS
+    )
+    yield name
+    es_client.options(ignore_status=404).indices.delete(index=name)
+
+
+def test_metrics_say_which_checkpoint_is_behind_and_readiness_stays_up(
+    gunicorn_service, sample_index, recent_index
+):
+    """A catch-up up to now leaves lag under the limit (behind 0); a checkpoint left in 2024 is behind 1.
+    The lag is a metric for alerting: /readyz stays 200, the service must take the call that catches up."""
+    ok(since(gunicorn_service, sample_index, to="2024-03-06T10:00Z"))
+    caught_up = ok(since(gunicorn_service, recent_index, initial_from="now-2h", to="now"))
+    assert len(caught_up["checkpoint"]["spans"]) == 2 and caught_up["checkpoint"]["owed"] is None
+    listing = gunicorn_service.call("GET", "/api/v1/checkpoints", headers=gunicorn_service.basic).json()
+    max_lag = listing["max_lag_hours"] * 3600
+    listed = {entry["index"]: entry for entry in listing["checkpoints"]}
+
+    result = gunicorn_service.call("GET", "/api/v1/metrics", headers=gunicorn_service.bearer)
+    assert result.status == 200, result.body
+    assert result.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    text = result.body.decode()
+    for name in (
+        "checkpoint_lag_seconds",
+        "checkpoint_behind",
+        "checkpoints_behind",
+        "checkpoint_max_lag_seconds",
+    ):
+        assert f"# HELP rare_child_connector_{name} " in text
+        assert f"# TYPE rare_child_connector_{name} gauge\n" in text
+    samples = metric_samples(text)
+    assert samples["rare_child_connector_checkpoint_max_lag_seconds"] == {(): max_lag}
+    lag = samples["rare_child_connector_checkpoint_lag_seconds"]
+    behind = samples["rare_child_connector_checkpoint_behind"]
+    recent = (("use_case", USE_CASE), ("index", recent_index))
+    old = (("use_case", USE_CASE), ("index", sample_index))
+    assert 0 <= lag[recent] < max_lag and behind[recent] == 0
+    assert lag[old] > 3600 * 24 and behind[old] == 1  # the sample is from 2024
+    assert (behind[recent], behind[old]) == (listed[recent_index]["behind"], listed[sample_index]["behind"])
+    assert samples["rare_child_connector_checkpoints_behind"] == {(): sum(behind.values())}
+
+    assert gunicorn_service.call("GET", "/readyz", headers=gunicorn_service.bearer).status == 200
+    assert gunicorn_service.call("GET", "/api/v1/metrics").status == 401
+    wrong = {"Authorization": "Bearer not-the-token"}
+    assert gunicorn_service.call("GET", "/api/v1/metrics", headers=wrong).status == 401
 
 
 def test_since_checkpoint_cannot_be_combined_with_a_range(gunicorn_service, sample_index):
