@@ -4,27 +4,31 @@ The sample's hourly watch finds exactly two planted children against their 7-day
 explorer.exe -> TightVNCViewerPortable.exe in 2024-03-06 10:00-11:00 and OUTLOOK.EXE -> powershell.exe
 in 14:00-15:00 (test_watch_render.py derives this). Each test gets its own copy of the sample, so its
 own checkpoint (the checkpoint id follows use case and index). ``GET /api/v1/metrics`` is checked against
-these checkpoints.
+these checkpoints; the rarechild catch-up has a service and events of its own (planted below).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest_service import SERVICE_INDEX_PREFIX, RunningService, progress_indices, running_service
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, helpers
 from es_data import SAMPLE_MAPPINGS, create_sample_index
 from test_service_http import assert_valid
 
 from connector.progress.checkpoints import checkpoint_id
+from connector.timerange import isoformat_z
 
 USE_CASE = "terms_rare_childname"
 PLANTED = {
@@ -470,3 +474,174 @@ def test_a_worker_killed_in_the_middle_of_a_catch_up_loses_nothing(
             (hit["_source"]["outliers"]["aggregator"], hit["_source"]["outliers"]["term"])
             for hit in results_of(es_client, service, sample_index)
         ) == [("OUTLOOK.EXE", "powershell.exe"), ("explorer.exe", "TightVNCViewerPortable.exe")]
+
+
+# -- the rarechild model: the same catch-up, scored alerts ----------------------------------------
+
+RARECHILD_EXAMPLE = Path(__file__).resolve().parents[2] / "examples/rarechild.ini"
+RARECHILD_USE_CASE = "rarechild_suspicious_child"
+RARECHILD_HOSTS = [f"WS-{number:02d}" for number in range(1, 7)]
+#: Launched on every host every hour from 2024-03-05T12:00: common, known before each span, on all hosts.
+RARECHILD_BACKGROUND = [
+    ("wininit.exe", "services.exe", r"C:\Windows\System32\services.exe"),
+    ("services.exe", "svchost.exe", r"C:\Windows\System32\svchost.exe"),
+    ("svchost.exe", "taskhostw.exe", r"C:\Windows\System32\taskhostw.exe"),
+    ("explorer.exe", "chrome.exe", r"C:\Program Files\Google\Chrome\Application\chrome.exe"),
+    ("explorer.exe", "notepad.exe", r"C:\Windows\System32\notepad.exe"),
+]
+#: One suspicious launch in each hour of the three skipped calls (span start -> id, parent, child, host,
+#: path): a known technique, never seen before, on one host.
+RARECHILD_PLANTED = {
+    "2024-03-06T10:00:00.000Z": (
+        "planted-10",
+        "winword.exe",
+        "powershell.exe",
+        "WS-03",
+        r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe",
+    ),
+    "2024-03-06T11:00:00.000Z": (
+        "planted-11",
+        "mshta.exe",
+        "cmd.exe",
+        "WS-05",
+        r"C:\Windows\System32\cmd.exe",
+    ),
+    "2024-03-06T12:00:00.000Z": (
+        "planted-12",
+        "outlook.exe",
+        "rundll32.exe",
+        "WS-02",
+        r"C:\Windows\System32\rundll32.exe",
+    ),
+}
+
+
+def _process_event(when: str, parent: str, child: str, host: str, path: str) -> dict[str, Any]:
+    return {
+        "@timestamp": when,
+        "tags": ["endpoint"],
+        "meta": {"command": {"name": "get_all_processes_enriched"}},
+        "host": {"name": host},
+        "OsqueryFilter": {"parentname": parent, "name": child, "path": path},
+    }
+
+
+def rarechild_events() -> list[tuple[str, dict[str, Any]]]:
+    """The background from 2024-03-05T12:00 to 2024-03-06T14:00, and :data:`RARECHILD_PLANTED` at :17."""
+    start = datetime(2024, 3, 5, 12, tzinfo=UTC)
+    events = []
+    for hour in range(26):
+        launches = itertools.product(RARECHILD_HOSTS, RARECHILD_BACKGROUND)
+        for minute, (host, (parent, child, path)) in enumerate(launches):
+            when = isoformat_z(start + timedelta(hours=hour, minutes=minute))
+            events.append((f"bg-{hour}-{minute}", _process_event(when, parent, child, host, path)))
+    for span, (event_id, parent, child, host, path) in RARECHILD_PLANTED.items():
+        when = span.replace(":00:00.000Z", ":17:00.000Z")
+        events.append((event_id, _process_event(when, parent, child, host, path)))
+    return events
+
+
+@pytest.fixture
+def rarechild_index(es_client: Elasticsearch) -> Iterator[str]:
+    name = f"{SERVICE_INDEX_PREFIX}rarechild-ckpt-{uuid.uuid4().hex}"
+    es_client.indices.create(
+        index=name, settings={"number_of_shards": 1, "number_of_replicas": 0}, mappings=SAMPLE_MAPPINGS
+    )
+    actions = [
+        {"_index": name, "_id": event_id, "_source": source} for event_id, source in rarechild_events()
+    ]
+    _, errors = helpers.bulk(es_client, actions, refresh="wait_for")
+    assert errors == []
+    yield name
+    es_client.options(ignore_status=404).indices.delete(index=name)
+
+
+@pytest.fixture(scope="module")
+def rarechild_service(tmp_path_factory, es_url, es_client, service_credentials) -> Iterator[RunningService]:
+    """Real gunicorn serving examples/rarechild.ini, with its own results, checkpoint and summary indices."""
+    workdir = tmp_path_factory.mktemp("rarechild-checkpoint-service")
+    shutil.copyfile(RARECHILD_EXAMPLE, workdir / RARECHILD_EXAMPLE.name)
+    results = f"{SERVICE_INDEX_PREFIX}results-{uuid.uuid4().hex}"
+    checkpoints, summary = progress_indices(results)
+    environment = {
+        "CONNECTOR_ES_URL": es_url,
+        "CONNECTOR_USE_CASES": str(workdir / RARECHILD_EXAMPLE.name),
+        "CONNECTOR_ALLOWED_INDICES": f"{SERVICE_INDEX_PREFIX}*",
+        "CONNECTOR_RESULTS_INDEX": results,
+        "CONNECTOR_CHECKPOINT_INDEX": checkpoints,
+        "CONNECTOR_SUMMARY_INDEX": summary,
+    }
+    try:
+        with running_service(workdir, environment, service_credentials, workers=1) as service:
+            yield service
+    finally:
+        indices = ",".join((results, checkpoints, summary))
+        es_client.options(ignore_status=404).indices.delete(index=indices, ignore_unavailable=True)
+
+
+def alerts_by_span(answers: list[dict[str, Any]]) -> dict[str, list[tuple[str, str, str, list[str]]]]:
+    """Alerts per span start (each alert's first event time falls in its span): id, parent, child, events."""
+    found: dict[str, list[tuple[str, str, str, list[str]]]] = {}
+    for answer in answers:
+        spans = [span["from"] for span in answer["checkpoint"]["spans"]]
+        for alert in answer["outliers"]:
+            hour = alert["first_time"][:13] + ":00:00.000Z"
+            assert hour in spans, (hour, spans)
+            entry = (alert["_id"], alert["aggregator"], alert["term"], alert["event_ids"])
+            found.setdefault(hour, []).append(entry)
+    return found
+
+
+def test_a_rarechild_catch_up_reports_each_planted_alert_once(rarechild_service, es_client, rarechild_index):
+    """As for the terms model: the calls at 11:05, 12:05 and 13:05 never happen, the one at 14:05 analyses
+    their hours one detection each (with each hour's 7-day baseline), every planted alert is reported and
+    stored exactly once, and a repeat call adds nothing."""
+    expected = {
+        span: [(event_id, parent, child, [event_id])]
+        for span, (event_id, parent, child, _, _) in RARECHILD_PLANTED.items()
+    }
+    first = ok(since_as(rarechild_service, rarechild_index, RARECHILD_USE_CASE, to="2024-03-06T10:05:00Z"))
+    assert first["model"] == "rarechild"
+    assert [span["from"] for span in first["checkpoint"]["spans"]] == ["2024-03-06T09:00:00.000Z"]
+    # The background alone alerts nothing; the counts cover the span and its baseline.
+    counted = [
+        source
+        for _, source in rarechild_events()
+        if "2024-02-28T09:00" <= source["@timestamp"] < "2024-03-06T10:00"
+    ]
+    assert first["outliers"] == [] and first["events_analyzed"] == len(counted)
+    catch_up = ok(since_as(rarechild_service, rarechild_index, RARECHILD_USE_CASE, to="2024-03-06T14:05:00Z"))
+    checkpoint = catch_up["checkpoint"]
+    assert checkpoint["previous"] == "2024-03-06T10:00:00.000Z"
+    assert [span["from"] for span in checkpoint["spans"]] == [
+        "2024-03-06T10:00:00.000Z",
+        "2024-03-06T11:00:00.000Z",
+        "2024-03-06T12:00:00.000Z",
+        "2024-03-06T13:00:00.000Z",
+    ]
+    assert checkpoint["spans"][0]["baseline_from"] == "2024-02-28T10:00:00.000Z"
+    assert checkpoint["analysed_to"] == "2024-03-06T14:00:00.000Z" and checkpoint["owed"] is None
+    spans = checkpoint["spans"]
+    assert [span["outliers_total"] for span in spans] == [
+        len(expected.get(span["from"], [])) for span in spans
+    ]
+    assert alerts_by_span([first, catch_up]) == expected
+    # No background pair reaches the threshold, even beyond the alert budget: only the planted ones.
+    assert catch_up["pairs_above_threshold"] == len(RARECHILD_PLANTED)
+    assert all(alert["score"] >= alert["threshold"] for alert in catch_up["outliers"])
+    # The planted launches are new: each alert's novelty factor says so against its hour's baseline.
+    for alert in catch_up["outliers"]:
+        novelty = next(factor for factor in alert["factors"] if factor["factor"] == "novelty")
+        assert novelty["says"] == "first seen in this range (baseline 7 d)"
+    assert catch_up["annotation"]["written"] == len(RARECHILD_PLANTED)
+
+    planted = sorted(
+        (event_id, parent, child) for event_id, parent, child, _, _ in RARECHILD_PLANTED.values()
+    )
+    stored = [hit["_source"]["outliers"] for hit in results_of(es_client, rarechild_service, rarechild_index)]
+    assert sorted((found["source_id"], found["aggregator"], found["term"]) for found in stored) == planted
+    # Calling again for the same hour analyses nothing and writes nothing.
+    again = ok(since_as(rarechild_service, rarechild_index, RARECHILD_USE_CASE, to="2024-03-06T14:30:00Z"))
+    assert again["checkpoint"]["spans"] == [] and again["checkpoint"]["advanced"] is False
+    assert again["outliers"] == [] and again["annotation"]["written"] == 0
+    assert len(results_of(es_client, rarechild_service, rarechild_index)) == len(RARECHILD_PLANTED)
