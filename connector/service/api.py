@@ -21,6 +21,7 @@ from connector.progress.summary import SummaryStore
 from connector.results import AnnotateMode
 from connector.service.access import choose_index
 from connector.service.body import read_json_body
+from connector.service.metrics import CONTENT_TYPE, render_checkpoint_metrics
 from connector.service.readiness import ElasticsearchCheck, check_elasticsearch
 from connector.service.state import ServiceState
 from connector.settings import WORKER_TIMEOUT_MARGIN_SECONDS
@@ -177,13 +178,8 @@ def _detect_since_checkpoint(state: ServiceState, body: dict[str, Any], budget: 
 @api.get("/checkpoints")
 def list_checkpoints() -> Response:
     """Each stored checkpoint and how far behind it is (checkpoints-response.schema.json)."""
-    state = service_state()
-    settings = state.settings
-    budget = TimeBudget(settings.es_timeout_seconds, settings.detect_timeout_seconds)
-    store = CheckpointStore(state.es_client, settings.checkpoint_index, budget=budget)
-    now = datetime.now(UTC)
-    max_lag = timedelta(hours=settings.checkpoint_max_lag_hours)
-    checkpoints = [checkpoint.to_dict(now, max_lag=max_lag) for checkpoint in store.all()]
+    settings = service_state().settings
+    checkpoints = _checkpoint_entries()
     return jsonify(
         {
             "index": settings.checkpoint_index,
@@ -192,6 +188,25 @@ def list_checkpoints() -> Response:
             "checkpoints": checkpoints,
         }
     )
+
+
+@api.get("/metrics")
+def metrics() -> Response:
+    """The checkpoints' lag for a Prometheus scrape: alerting on lag without failing /readyz."""
+    max_lag_seconds = service_state().settings.checkpoint_max_lag_hours * 3600
+    text = render_checkpoint_metrics(_checkpoint_entries(), max_lag_seconds=max_lag_seconds)
+    return Response(text, status=HTTPStatus.OK, content_type=CONTENT_TYPE)
+
+
+def _checkpoint_entries() -> list[dict[str, Any]]:
+    """Every stored checkpoint as ``GET /api/v1/checkpoints`` lists it, its lag counted from now."""
+    state = service_state()
+    settings = state.settings
+    budget = TimeBudget(settings.es_timeout_seconds, settings.detect_timeout_seconds)
+    store = CheckpointStore(state.es_client, settings.checkpoint_index, budget=budget)
+    now = datetime.now(UTC)
+    max_lag = timedelta(hours=settings.checkpoint_max_lag_hours)
+    return [checkpoint.to_dict(now, max_lag=max_lag) for checkpoint in store.all()]
 
 
 @api.get("/use-cases")

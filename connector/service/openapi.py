@@ -35,6 +35,14 @@ _DETECT_ERRORS = {
 }
 
 
+# A scrape reads the checkpoint index: it fails as Elasticsearch does, and the scraper records the failure.
+_METRICS_ERRORS = {
+    **_COMMON_ERRORS,
+    "503": _DETECT_ERRORS["503"],
+    "504": "Elasticsearch did not answer in time.",
+}
+
+
 def component_name(schema_name: str) -> str:
     """``detect-request`` -> ``DetectRequest``."""
     return "".join(part.capitalize() for part in schema_name.split("-"))
@@ -115,6 +123,22 @@ def build_openapi(schema_documents: Mapping[str, Mapping[str, Any]]) -> dict[str
                 "responses": {
                     "200": _json("checkpoints-response", "The stored checkpoints."),
                     **_errors(_COMMON_ERRORS),
+                },
+            }
+        },
+        "/api/v1/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "The checkpoints' lag for Prometheus: per use case and index, and how many are "
+                "behind CONNECTOR_CHECKPOINT_MAX_LAG_HOURS.",
+                "security": authenticated,
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format 0.0.4 "
+                        "(text/plain; version=0.0.4; charset=utf-8).",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(_METRICS_ERRORS),
                 },
             }
         },

@@ -3,27 +3,32 @@
 The sample's hourly watch finds exactly two planted children against their 7-day baseline:
 explorer.exe -> TightVNCViewerPortable.exe in 2024-03-06 10:00-11:00 and OUTLOOK.EXE -> powershell.exe
 in 14:00-15:00 (test_watch_render.py derives this). Each test gets its own copy of the sample, so its
-own checkpoint (the checkpoint id follows use case and index).
+own checkpoint (the checkpoint id follows use case and index). ``GET /api/v1/metrics`` is checked against
+these checkpoints; the rarechild catch-up has a service and events of its own (planted below).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest_service import SERVICE_INDEX_PREFIX, RunningService, progress_indices, running_service
-from elasticsearch import Elasticsearch
-from es_data import create_sample_index
+from elasticsearch import Elasticsearch, helpers
+from es_data import SAMPLE_MAPPINGS, create_sample_index
 from test_service_http import assert_valid
 
 from connector.progress.checkpoints import checkpoint_id
+from connector.timerange import isoformat_z
 
 USE_CASE = "terms_rare_childname"
 PLANTED = {
@@ -207,6 +212,72 @@ def test_checkpoints_are_listed_with_their_lag(gunicorn_service, sample_index):
     assert mine["behind"] is True and mine["lag_seconds"] > 3600 * 24  # the sample is from 2024
     assert listing["behind"] >= 1
     assert gunicorn_service.call("GET", "/api/v1/checkpoints").status == 401
+
+
+def metric_samples(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Each sample of an exposition text by metric name and labels (our label values have no quote)."""
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        series, value = line.rsplit(" ", 1)
+        name, _, labels = series.partition("{")
+        pairs = tuple(tuple(pair.split("=", 1)) for pair in labels.rstrip("}").split(",") if pair)
+        key = tuple((label, quoted.strip('"')) for label, quoted in pairs)
+        samples.setdefault(name, {})[key] = float(value)
+    return samples
+
+
+@pytest.fixture
+def recent_index(es_client: Elasticsearch) -> Iterator[str]:
+    """An index mapped like the sample, without events: a catch-up up to now analyses empty hours."""
+    name = f"{SERVICE_INDEX_PREFIX}recent-{uuid.uuid4().hex}"
+    es_client.indices.create(
+        index=name, settings={"number_of_shards": 1, "number_of_replicas": 0}, mappings=SAMPLE_MAPPINGS
+    )
+    yield name
+    es_client.options(ignore_status=404).indices.delete(index=name)
+
+
+def test_metrics_say_which_checkpoint_is_behind_and_readiness_stays_up(
+    gunicorn_service, sample_index, recent_index
+):
+    """A catch-up up to now leaves lag under the limit (behind 0); a checkpoint left in 2024 is behind 1.
+    The lag is a metric for alerting: /readyz stays 200, the service must take the call that catches up."""
+    ok(since(gunicorn_service, sample_index, to="2024-03-06T10:00Z"))
+    caught_up = ok(since(gunicorn_service, recent_index, initial_from="now-2h", to="now"))
+    assert len(caught_up["checkpoint"]["spans"]) == 2 and caught_up["checkpoint"]["owed"] is None
+    listing = gunicorn_service.call("GET", "/api/v1/checkpoints", headers=gunicorn_service.basic).json()
+    max_lag = listing["max_lag_hours"] * 3600
+    listed = {entry["index"]: entry for entry in listing["checkpoints"]}
+
+    result = gunicorn_service.call("GET", "/api/v1/metrics", headers=gunicorn_service.bearer)
+    assert result.status == 200, result.body
+    assert result.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    text = result.body.decode()
+    for name in (
+        "checkpoint_lag_seconds",
+        "checkpoint_behind",
+        "checkpoints_behind",
+        "checkpoint_max_lag_seconds",
+    ):
+        assert f"# HELP rare_child_connector_{name} " in text
+        assert f"# TYPE rare_child_connector_{name} gauge\n" in text
+    samples = metric_samples(text)
+    assert samples["rare_child_connector_checkpoint_max_lag_seconds"] == {(): max_lag}
+    lag = samples["rare_child_connector_checkpoint_lag_seconds"]
+    behind = samples["rare_child_connector_checkpoint_behind"]
+    recent = (("use_case", USE_CASE), ("index", recent_index))
+    old = (("use_case", USE_CASE), ("index", sample_index))
+    assert 0 <= lag[recent] < max_lag and behind[recent] == 0
+    assert lag[old] > 3600 * 24 and behind[old] == 1  # the sample is from 2024
+    assert (behind[recent], behind[old]) == (listed[recent_index]["behind"], listed[sample_index]["behind"])
+    assert samples["rare_child_connector_checkpoints_behind"] == {(): sum(behind.values())}
+
+    assert gunicorn_service.call("GET", "/readyz", headers=gunicorn_service.bearer).status == 200
+    assert gunicorn_service.call("GET", "/api/v1/metrics").status == 401
+    wrong = {"Authorization": "Bearer not-the-token"}
+    assert gunicorn_service.call("GET", "/api/v1/metrics", headers=wrong).status == 401
 
 
 def test_since_checkpoint_cannot_be_combined_with_a_range(gunicorn_service, sample_index):
@@ -403,3 +474,174 @@ def test_a_worker_killed_in_the_middle_of_a_catch_up_loses_nothing(
             (hit["_source"]["outliers"]["aggregator"], hit["_source"]["outliers"]["term"])
             for hit in results_of(es_client, service, sample_index)
         ) == [("OUTLOOK.EXE", "powershell.exe"), ("explorer.exe", "TightVNCViewerPortable.exe")]
+
+
+# -- the rarechild model: the same catch-up, scored alerts ----------------------------------------
+
+RARECHILD_EXAMPLE = Path(__file__).resolve().parents[2] / "examples/rarechild.ini"
+RARECHILD_USE_CASE = "rarechild_suspicious_child"
+RARECHILD_HOSTS = [f"WS-{number:02d}" for number in range(1, 7)]
+#: Launched on every host every hour from 2024-03-05T12:00: common, known before each span, on all hosts.
+RARECHILD_BACKGROUND = [
+    ("wininit.exe", "services.exe", r"C:\Windows\System32\services.exe"),
+    ("services.exe", "svchost.exe", r"C:\Windows\System32\svchost.exe"),
+    ("svchost.exe", "taskhostw.exe", r"C:\Windows\System32\taskhostw.exe"),
+    ("explorer.exe", "chrome.exe", r"C:\Program Files\Google\Chrome\Application\chrome.exe"),
+    ("explorer.exe", "notepad.exe", r"C:\Windows\System32\notepad.exe"),
+]
+#: One suspicious launch in each hour of the three skipped calls (span start -> id, parent, child, host,
+#: path): a known technique, never seen before, on one host.
+RARECHILD_PLANTED = {
+    "2024-03-06T10:00:00.000Z": (
+        "planted-10",
+        "winword.exe",
+        "powershell.exe",
+        "WS-03",
+        r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe",
+    ),
+    "2024-03-06T11:00:00.000Z": (
+        "planted-11",
+        "mshta.exe",
+        "cmd.exe",
+        "WS-05",
+        r"C:\Windows\System32\cmd.exe",
+    ),
+    "2024-03-06T12:00:00.000Z": (
+        "planted-12",
+        "outlook.exe",
+        "rundll32.exe",
+        "WS-02",
+        r"C:\Windows\System32\rundll32.exe",
+    ),
+}
+
+
+def _process_event(when: str, parent: str, child: str, host: str, path: str) -> dict[str, Any]:
+    return {
+        "@timestamp": when,
+        "tags": ["endpoint"],
+        "meta": {"command": {"name": "get_all_processes_enriched"}},
+        "host": {"name": host},
+        "OsqueryFilter": {"parentname": parent, "name": child, "path": path},
+    }
+
+
+def rarechild_events() -> list[tuple[str, dict[str, Any]]]:
+    """The background from 2024-03-05T12:00 to 2024-03-06T14:00, and :data:`RARECHILD_PLANTED` at :17."""
+    start = datetime(2024, 3, 5, 12, tzinfo=UTC)
+    events = []
+    for hour in range(26):
+        launches = itertools.product(RARECHILD_HOSTS, RARECHILD_BACKGROUND)
+        for minute, (host, (parent, child, path)) in enumerate(launches):
+            when = isoformat_z(start + timedelta(hours=hour, minutes=minute))
+            events.append((f"bg-{hour}-{minute}", _process_event(when, parent, child, host, path)))
+    for span, (event_id, parent, child, host, path) in RARECHILD_PLANTED.items():
+        when = span.replace(":00:00.000Z", ":17:00.000Z")
+        events.append((event_id, _process_event(when, parent, child, host, path)))
+    return events
+
+
+@pytest.fixture
+def rarechild_index(es_client: Elasticsearch) -> Iterator[str]:
+    name = f"{SERVICE_INDEX_PREFIX}rarechild-ckpt-{uuid.uuid4().hex}"
+    es_client.indices.create(
+        index=name, settings={"number_of_shards": 1, "number_of_replicas": 0}, mappings=SAMPLE_MAPPINGS
+    )
+    actions = [
+        {"_index": name, "_id": event_id, "_source": source} for event_id, source in rarechild_events()
+    ]
+    _, errors = helpers.bulk(es_client, actions, refresh="wait_for")
+    assert errors == []
+    yield name
+    es_client.options(ignore_status=404).indices.delete(index=name)
+
+
+@pytest.fixture(scope="module")
+def rarechild_service(tmp_path_factory, es_url, es_client, service_credentials) -> Iterator[RunningService]:
+    """Real gunicorn serving examples/rarechild.ini, with its own results, checkpoint and summary indices."""
+    workdir = tmp_path_factory.mktemp("rarechild-checkpoint-service")
+    shutil.copyfile(RARECHILD_EXAMPLE, workdir / RARECHILD_EXAMPLE.name)
+    results = f"{SERVICE_INDEX_PREFIX}results-{uuid.uuid4().hex}"
+    checkpoints, summary = progress_indices(results)
+    environment = {
+        "CONNECTOR_ES_URL": es_url,
+        "CONNECTOR_USE_CASES": str(workdir / RARECHILD_EXAMPLE.name),
+        "CONNECTOR_ALLOWED_INDICES": f"{SERVICE_INDEX_PREFIX}*",
+        "CONNECTOR_RESULTS_INDEX": results,
+        "CONNECTOR_CHECKPOINT_INDEX": checkpoints,
+        "CONNECTOR_SUMMARY_INDEX": summary,
+    }
+    try:
+        with running_service(workdir, environment, service_credentials, workers=1) as service:
+            yield service
+    finally:
+        indices = ",".join((results, checkpoints, summary))
+        es_client.options(ignore_status=404).indices.delete(index=indices, ignore_unavailable=True)
+
+
+def alerts_by_span(answers: list[dict[str, Any]]) -> dict[str, list[tuple[str, str, str, list[str]]]]:
+    """Alerts per span start (each alert's first event time falls in its span): id, parent, child, events."""
+    found: dict[str, list[tuple[str, str, str, list[str]]]] = {}
+    for answer in answers:
+        spans = [span["from"] for span in answer["checkpoint"]["spans"]]
+        for alert in answer["outliers"]:
+            hour = alert["first_time"][:13] + ":00:00.000Z"
+            assert hour in spans, (hour, spans)
+            entry = (alert["_id"], alert["aggregator"], alert["term"], alert["event_ids"])
+            found.setdefault(hour, []).append(entry)
+    return found
+
+
+def test_a_rarechild_catch_up_reports_each_planted_alert_once(rarechild_service, es_client, rarechild_index):
+    """As for the terms model: the calls at 11:05, 12:05 and 13:05 never happen, the one at 14:05 analyses
+    their hours one detection each (with each hour's 7-day baseline), every planted alert is reported and
+    stored exactly once, and a repeat call adds nothing."""
+    expected = {
+        span: [(event_id, parent, child, [event_id])]
+        for span, (event_id, parent, child, _, _) in RARECHILD_PLANTED.items()
+    }
+    first = ok(since_as(rarechild_service, rarechild_index, RARECHILD_USE_CASE, to="2024-03-06T10:05:00Z"))
+    assert first["model"] == "rarechild"
+    assert [span["from"] for span in first["checkpoint"]["spans"]] == ["2024-03-06T09:00:00.000Z"]
+    # The background alone alerts nothing; the counts cover the span and its baseline.
+    counted = [
+        source
+        for _, source in rarechild_events()
+        if "2024-02-28T09:00" <= source["@timestamp"] < "2024-03-06T10:00"
+    ]
+    assert first["outliers"] == [] and first["events_analyzed"] == len(counted)
+    catch_up = ok(since_as(rarechild_service, rarechild_index, RARECHILD_USE_CASE, to="2024-03-06T14:05:00Z"))
+    checkpoint = catch_up["checkpoint"]
+    assert checkpoint["previous"] == "2024-03-06T10:00:00.000Z"
+    assert [span["from"] for span in checkpoint["spans"]] == [
+        "2024-03-06T10:00:00.000Z",
+        "2024-03-06T11:00:00.000Z",
+        "2024-03-06T12:00:00.000Z",
+        "2024-03-06T13:00:00.000Z",
+    ]
+    assert checkpoint["spans"][0]["baseline_from"] == "2024-02-28T10:00:00.000Z"
+    assert checkpoint["analysed_to"] == "2024-03-06T14:00:00.000Z" and checkpoint["owed"] is None
+    spans = checkpoint["spans"]
+    assert [span["outliers_total"] for span in spans] == [
+        len(expected.get(span["from"], [])) for span in spans
+    ]
+    assert alerts_by_span([first, catch_up]) == expected
+    # No background pair reaches the threshold, even beyond the alert budget: only the planted ones.
+    assert catch_up["pairs_above_threshold"] == len(RARECHILD_PLANTED)
+    assert all(alert["score"] >= alert["threshold"] for alert in catch_up["outliers"])
+    # The planted launches are new: each alert's novelty factor says so against its hour's baseline.
+    for alert in catch_up["outliers"]:
+        novelty = next(factor for factor in alert["factors"] if factor["factor"] == "novelty")
+        assert novelty["says"] == "first seen in this range (baseline 7 d)"
+    assert catch_up["annotation"]["written"] == len(RARECHILD_PLANTED)
+
+    planted = sorted(
+        (event_id, parent, child) for event_id, parent, child, _, _ in RARECHILD_PLANTED.values()
+    )
+    stored = [hit["_source"]["outliers"] for hit in results_of(es_client, rarechild_service, rarechild_index)]
+    assert sorted((found["source_id"], found["aggregator"], found["term"]) for found in stored) == planted
+    # Calling again for the same hour analyses nothing and writes nothing.
+    again = ok(since_as(rarechild_service, rarechild_index, RARECHILD_USE_CASE, to="2024-03-06T14:30:00Z"))
+    assert again["checkpoint"]["spans"] == [] and again["checkpoint"]["advanced"] is False
+    assert again["outliers"] == [] and again["annotation"]["written"] == 0
+    assert len(results_of(es_client, rarechild_service, rarechild_index)) == len(RARECHILD_PLANTED)

@@ -669,6 +669,7 @@ def test_openapi_document_is_structurally_valid_3_1(client: FlaskClient, schema_
     assert set(document["paths"]) == {
         "/api/v1/checkpoints",
         "/api/v1/detect",
+        "/api/v1/metrics",
         "/api/v1/use-cases",
         "/healthz",
         "/readyz",
@@ -681,7 +682,7 @@ def test_openapi_document_is_structurally_valid_3_1(client: FlaskClient, schema_
             error_statuses = {
                 status
                 for status, described in responses.items()
-                if described["content"]["application/json"]["schema"] == {"$ref": error_ref}
+                if described["content"].get("application/json", {}).get("schema") == {"$ref": error_ref}
             }
             assert "500" in error_statuses, (path, method)
             if path != "/healthz":
@@ -712,9 +713,14 @@ def test_openapi_document_is_structurally_valid_3_1(client: FlaskClient, schema_
         "$ref": "#/components/schemas/DetectRequest"
     }
     assert document["paths"]["/healthz"]["get"]["security"] == []
-    for path in ("/api/v1/detect", "/api/v1/checkpoints", "/api/v1/use-cases", "/readyz", "/openapi.json"):
+    paths = ("/api/v1/detect", "/api/v1/checkpoints", "/api/v1/metrics", "/api/v1/use-cases", "/readyz")
+    for path in (*paths, "/openapi.json"):
         for operation in document["paths"][path].values():
             assert operation["security"] == [{"bearerAuth": []}, {"basicAuth": []}], path
+    metrics = document["paths"]["/api/v1/metrics"]["get"]["responses"]
+    assert set(metrics) == {"200", "401", "500", "503", "504"}
+    assert metrics["200"]["content"] == {"text/plain": {"schema": {"type": "string"}}}
+    assert metrics["503"]["headers"]["Retry-After"]["required"] is True
 
 
 def test_openapi_component_schemas_are_the_schema_files(client: FlaskClient, schema_files: dict[str, Any]):
@@ -742,6 +748,7 @@ def test_openapi_component_schemas_are_the_schema_files(client: FlaskClient, sch
         ("GET", "/openapi.json"),
         ("GET", "/api/v1/use-cases"),
         ("GET", "/api/v1/checkpoints"),
+        ("GET", "/api/v1/metrics"),
         ("POST", "/api/v1/detect"),
     ],
 )
