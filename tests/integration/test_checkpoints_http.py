@@ -645,3 +645,22 @@ def test_a_rarechild_catch_up_reports_each_planted_alert_once(rarechild_service,
     assert again["checkpoint"]["spans"] == [] and again["checkpoint"]["advanced"] is False
     assert again["outliers"] == [] and again["annotation"]["written"] == 0
     assert len(results_of(es_client, rarechild_service, rarechild_index)) == len(RARECHILD_PLANTED)
+    # Each span was counted from the summary plus its own hour, which it stored for the next span.
+    summary = rarechild_service.environment["CONNECTOR_SUMMARY_INDEX"]
+    es_client.indices.refresh(index=summary)
+    analysed = ["2024-03-06T09:00:00.000Z", *(span["from"] for span in spans)]
+    stored_hours = es_client.search(
+        index=summary,
+        query={
+            "bool": {
+                "filter": [
+                    {"term": {"use_case": RARECHILD_USE_CASE}},
+                    {"term": {"hours": 1}},
+                    {"terms": {"hour": analysed}},
+                ]
+            }
+        },
+        size=len(analysed) + 1,
+        source=["hour"],
+    )["hits"]["hits"]
+    assert sorted(hit["_source"]["hour"] for hit in stored_hours) == analysed
