@@ -986,7 +986,8 @@ def run_hourly(
             f"Linux {machine['kernel']}, Python {machine['python']}, "
             f"Elasticsearch {machine['elasticsearch']} "
             f"(1 node, {machine['es_heap_mb']} MB heap). Repeats: {repeats} (medians); in-process engine "
-            "calls (detect_in_elasticsearch), cold (request cache cleared), annotate none.",
+            "calls (detect_in_elasticsearch), cold (request cache cleared; the summary index refreshed, as "
+            "an hour after the previous write), annotate none.",
             "",
             "One scheduled call for the last hour of the data set; raw = the baseline recounted by the "
             "composite aggregation; with summary = whole baseline hours read back from the summary index "

@@ -23,8 +23,8 @@ from connector.model.fields import text_at
 from connector.model.rarechild import (
     Alert,
     Candidate,
-    GroupCount,
     Pair,
+    PairTally,
     PathCount,
     Population,
     ScoringSettings,
@@ -54,9 +54,9 @@ MAX_EVENT_IDS = 100
 class RareChildSource(Protocol):
     """Where the rarechild model's counts and its alerts' events come from (NDJSON or Elasticsearch)."""
 
-    def rarechild_counts(
+    def rarechild_tallies(
         self, use_case: RareChildUseCase, range_start: datetime | None = None
-    ) -> tuple[list[GroupCount], list[PathCount], int]: ...
+    ) -> tuple[list[PairTally], list[PathCount], int]: ...
 
     def rarechild_hits(
         self,
@@ -130,8 +130,8 @@ def run_rarechild(
     """
     use_case, profile = profiled(use_case, source.field_names)
     knowledge = load_knowledge(use_case.knowledge)
-    groups, paths, events = source.rarechild_counts(use_case, range_start)
-    population = Population.from_counts(groups, paths, knowledge)
+    tallies, paths, events = source.rarechild_tallies(use_case, range_start)
+    population = Population.from_tallies(tallies, paths, knowledge)
     settings = ScoringSettings(
         threshold=use_case.score_threshold,
         smoothing=use_case.smoothing,

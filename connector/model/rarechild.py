@@ -54,6 +54,39 @@ class GroupCount:
 
 
 @dataclass(frozen=True)
+class PairTally:
+    """One stored (parent, child) over the counted window: its groups' counts summed, the earliest of
+    their first events, and the hosts it ran on. What the model folds; a source may count it directly
+    (the baseline summary keeps it per hour) or fold its per-host groups (:func:`tally_groups`)."""
+
+    parent: str
+    child: str
+    count: int
+    in_range: int
+    first_ms: int | None
+    hosts: frozenset[str]
+
+
+def tally_groups(groups: Iterable[GroupCount]) -> list[PairTally]:
+    """Per-host groups folded per stored (parent, child), in the order the pairs first appear."""
+    tallies: dict[Pair, list[Any]] = {}
+    for group in groups:
+        tally = tallies.get((group.parent, group.child))
+        if tally is None:
+            tally = tallies[(group.parent, group.child)] = [0, 0, None, set()]
+        tally[0] += group.count
+        tally[1] += group.in_range
+        if group.first_ms is not None:
+            tally[2] = group.first_ms if tally[2] is None else min(tally[2], group.first_ms)
+        if group.host is not None and group.count:
+            tally[3].add(group.host)
+    return [
+        PairTally(parent, child, count, in_range, first_ms, frozenset(hosts))
+        for (parent, child), (count, in_range, first_ms, hosts) in tallies.items()
+    ]
+
+
+@dataclass(frozen=True)
 class PathCount:
     """In-range events of one (parent, child) as stored, per executable path (None: no path).
 
@@ -158,30 +191,36 @@ class Population:
     def from_counts(
         cls, groups: Iterable[GroupCount], paths: Iterable[PathCount], knowledge: Knowledge
     ) -> Population:
-        """Fold the sources' counts; judge each distinct path with ``knowledge``."""
+        """Fold the sources' per-host counts; judge each distinct path with ``knowledge``."""
+        return cls.from_tallies(tally_groups(groups), paths, knowledge)
+
+    @classmethod
+    def from_tallies(
+        cls, tallies: Iterable[PairTally], paths: Iterable[PathCount], knowledge: Knowledge
+    ) -> Population:
+        """Fold the stored pairs to lower-case names; judge each distinct path with ``knowledge``."""
         pairs: dict[Pair, _PairTotals] = {}
         parents: dict[str, int] = {}
         children: dict[str, int] = {}
         child_uw: dict[str, int] = {}
         hosts: set[str] = set()
         events = 0
-        for group in groups:
-            key = (group.parent.lower(), group.child.lower())
+        for tally in tallies:
+            key = (tally.parent.lower(), tally.child.lower())
             totals = pairs.setdefault(key, _PairTotals())
-            totals.count += group.count
-            totals.in_range += group.in_range
-            totals.before += group.count - group.in_range
-            if group.first_ms is not None:
+            totals.count += tally.count
+            totals.in_range += tally.in_range
+            totals.before += tally.count - tally.in_range
+            if tally.first_ms is not None:
                 totals.first_ms = (
-                    group.first_ms if totals.first_ms is None else min(totals.first_ms, group.first_ms)
+                    tally.first_ms if totals.first_ms is None else min(totals.first_ms, tally.first_ms)
                 )
-            totals.raw.add((group.parent, group.child))
-            if group.host is not None and group.count:
-                totals.hosts.add(group.host)
-                hosts.add(group.host)
-            parents[key[0]] = parents.get(key[0], 0) + group.count
-            children[key[1]] = children.get(key[1], 0) + group.count
-            events += group.count
+            totals.raw.add((tally.parent, tally.child))
+            totals.hosts.update(tally.hosts)
+            hosts.update(tally.hosts)
+            parents[key[0]] = parents.get(key[0], 0) + tally.count
+            children[key[1]] = children.get(key[1], 0) + tally.count
+            events += tally.count
         judged: dict[tuple[str, str], tuple[bool, bool]] = {}  # the same path recurs under many parents
         for item in paths:
             key = (item.parent.lower(), item.child.lower())

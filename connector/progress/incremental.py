@@ -206,7 +206,7 @@ class SummarisedSource:
 
         pieces = self.hours.gather(use_case, key, count_hours)
         outside, outside_events = source.key_counts_outside(use_case, self.hours.baseline_start, source.end)
-        merged = {text: count for text, (count, _) in merge_counts(pieces).items()}
+        merged = merge_counts(pieces)
         for aggregator, target, count in outside:
             text = key_text(aggregator, target)
             merged[text] = merged.get(text, 0) + count

@@ -1,11 +1,11 @@
 """The rarechild model's counts from the baseline summary plus the new span's raw counts.
 
-Per hour the summary keeps each (parent, child, host) with its event count and its earliest event; a
-day rollup sums the counts and keeps the earliest. So the model gets what its raw composite
-aggregation returns (:meth:`~connector.sources.elasticsearch.ElasticsearchSource.rarechild_counts`):
-each group's count over the window, how many of its events lie in the range, when it was first seen,
-in the same order. The range's path counts are counted raw, as without the summary: they cover the
-range alone.
+Per hour the summary keeps each stored (parent, child) with its event count, its earliest event and the
+hosts it ran on; a day rollup sums the counts, keeps the earliest and joins the hosts. Merging a 30-day
+baseline is then one step per pair and piece, not per host. The model gets what folding its raw
+composite aggregation gives (:func:`~connector.model.rarechild.tally_groups`): each pair's count over the
+window, how many of its events lie in the range, when it was first seen and on which hosts, in the same
+order. The range's path counts are counted raw, as without the summary: they cover the range alone.
 """
 
 from __future__ import annotations
@@ -16,23 +16,13 @@ from datetime import datetime
 from typing import Any
 
 from connector.config import RareChildUseCase
-from connector.model.rarechild import GroupCount, PathCount
+from connector.model.rarechild import PairTally, PathCount
 from connector.model.terms import Pair
 from connector.progress.incremental import BaselineHours, SummaryUse
-from connector.progress.summary import HourSummary, SummaryStore, merge_counts, summary_key
+from connector.progress.summary import HourSummary, SummaryStore, merge_tallies, summary_key
 from connector.sources.elasticsearch import ElasticsearchSource
 
 MODEL = "rarechild"
-
-
-def _group_key(bucket_key: Mapping[str, Any]) -> str:
-    return json.dumps([bucket_key["p"], bucket_key["c"], bucket_key.get("h")], separators=(",", ":"))
-
-
-def _order(text: str) -> tuple[Any, ...]:
-    """Where a composite aggregation puts the group: by parent, child, then host (no host first)."""
-    parent, child, host = json.loads(text)
-    return parent, child, host is not None, "" if host is None else host
 
 
 class SummarisedRareChildSource:
@@ -68,9 +58,9 @@ class SummarisedRareChildSource:
     ) -> dict[Pair, list[dict[str, Any]]]:
         return self.source.rarechild_hits(use_case, wanted, range_start)
 
-    def rarechild_counts(
+    def rarechild_tallies(
         self, use_case: RareChildUseCase, range_start: datetime | None = None
-    ) -> tuple[list[GroupCount], list[PathCount], int]:
+    ) -> tuple[list[PairTally], list[PathCount], int]:
         if range_start != self.hours.range_start:
             raise ValueError("the summarised source counts the range it was made for")
         source = self.source
@@ -84,53 +74,73 @@ class SummarisedRareChildSource:
             return {hour: _summary(hour, events.get(hour, 0), buckets.get(hour, [])) for hour in events}
 
         pieces = self.hours.gather(use_case, key, count_hours)
-        merged = merge_counts(pieces)
         outside_events = 0
         if source.ingest_time_field is not None:
             # Late events: ingested in the range, their timestamp outside the window.
             query = source.outside_query(use_case, self.hours.baseline_start, source.end)
             late, outside_events = source.composite_buckets(use_case, group_sources, first, query=query)
-            merged = merge_counts([*pieces, _summary(0, 0, late)])
-            in_range = _counts(source.composite_buckets(use_case, group_sources, start=range_start)[0])
+            merged = merge_tallies([*pieces, _summary(0, 0, late)])
+            in_range = _pair_counts(source.composite_buckets(use_case, group_sources, start=range_start)[0])
         else:  # the range is its hours by event time: those just counted raw
-            span = [piece for piece in pieces if piece.hour_ms >= _ms(range_start)]
-            in_range = {text: count for text, (count, _) in merge_counts(span).items()}
-        groups = []
-        for text in sorted(merged, key=_order):
-            count, first_ms = merged[text]
-            parent, child, host = json.loads(text)
-            groups.append(
-                GroupCount(
-                    parent=str(parent),
-                    child=str(child),
-                    host=None if host is None else str(host),
-                    count=count,
-                    in_range=in_range.get(text, 0),
-                    first_ms=first_ms,
-                )
+            merged = merge_tallies(pieces)
+            span = merge_tallies(piece for piece in pieces if piece.hour_ms >= _ms(range_start))
+            in_range = {text: count for text, (count, _, _) in span.items()}
+        tallies = []
+        for text in sorted(merged, key=json.loads):  # a composite aggregation's order: parent, child
+            count, first_ms, hosts = merged[text]
+            parent, child = json.loads(text)
+            tallies.append(
+                PairTally(str(parent), str(child), count, in_range.get(text, 0), first_ms, frozenset(hosts))
             )
         paths = source.rarechild_paths(use_case, range_start)
         self.hours.keep(use_case, key)
-        return groups, paths, sum(piece.events for piece in pieces) + outside_events
+        return tallies, paths, sum(piece.events for piece in pieces) + outside_events
+
+
+class _PairKeys(dict[tuple[Any, Any], str]):
+    """The stored key of each bucket's (parent, child), written once per pair (buckets are per host)."""
+
+    def of(self, bucket_key: Mapping[str, Any]) -> str:
+        pair = (bucket_key["p"], bucket_key["c"])
+        text = self.get(pair)
+        if text is None:
+            text = self[pair] = json.dumps(list(pair), separators=(",", ":"), ensure_ascii=False)
+        return text
 
 
 def _summary(hour_ms: int, events: int, buckets: Iterable[Mapping[str, Any]]) -> HourSummary:
-    rows = [
-        (_group_key(bucket["key"]), int(bucket["doc_count"]), int(bucket["first"]["value"]))
-        for bucket in buckets
-    ]
+    """An hour's (parent, child, host) buckets folded per pair: count, earliest event, hosts."""
+    pairs: dict[str, list[Any]] = {}
+    keys = _PairKeys()
+    for bucket in buckets:
+        text = keys.of(bucket["key"])
+        count, first = int(bucket["doc_count"]), int(bucket["first"]["value"])
+        pair = pairs.get(text)
+        if pair is None:
+            pair = pairs[text] = [0, first, set()]
+        pair[0] += count
+        pair[1] = min(pair[1], first)
+        host = bucket["key"].get("h")
+        if host is not None and count:
+            pair[2].add(str(host))
     return HourSummary(
         hour_ms,
         events,
         0,
-        tuple(text for text, _, _ in rows),
-        tuple(count for _, count, _ in rows),
-        firsts=tuple(first for _, _, first in rows),
+        tuple(pairs),
+        tuple(count for count, _, _ in pairs.values()),
+        firsts=tuple(first for _, first, _ in pairs.values()),
+        hosts=tuple(tuple(sorted(hosts)) for _, _, hosts in pairs.values()),
     )
 
 
-def _counts(buckets: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    return {_group_key(bucket["key"]): int(bucket["doc_count"]) for bucket in buckets}
+def _pair_counts(buckets: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    keys = _PairKeys()
+    for bucket in buckets:
+        text = keys.of(bucket["key"])
+        counts[text] = counts.get(text, 0) + int(bucket["doc_count"])
+    return counts
 
 
 def _ms(moment: datetime) -> int:

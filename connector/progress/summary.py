@@ -49,7 +49,13 @@ SUMMARY_MAPPINGS: Mapping[str, Any] = {
         "written_at": {"type": "date"},
     },
 }
-SUMMARY_SETTINGS: Mapping[str, Any] = {"number_of_shards": 1, "auto_expand_replicas": "0-1"}
+# An explicit refresh interval keeps the index from going search-idle: the hours a call wrote are then
+# searchable well before the next hourly call, whose realtime multi-get would otherwise refresh first.
+SUMMARY_SETTINGS: Mapping[str, Any] = {
+    "number_of_shards": 1,
+    "auto_expand_replicas": "0-1",
+    "refresh_interval": "1s",
+}
 MGET_BATCH = 1000
 
 
@@ -97,6 +103,7 @@ class HourSummary:
     hours: int = 1
     hour_totals: tuple[int, ...] = ()
     firsts: tuple[int, ...] = ()
+    hosts: tuple[tuple[str, ...], ...] = ()
 
     def totals(self) -> tuple[int, ...]:
         """The total of each hour covered, first hour first."""
@@ -110,35 +117,50 @@ class HourSummary:
     @classmethod
     def day(cls, day_ms: int, hours: Sequence[HourSummary]) -> HourSummary:
         """The rollup of a day's 24 consecutive hour summaries."""
+        events, total = sum(hour.events for hour in hours), sum(hour.total for hour in hours)
+        totals = tuple(hour.total for hour in hours)
+        if any(hour.firsts for hour in hours):  # the rarechild model's hours: first events and hosts
+            tallies = merge_tallies(hours)
+            return cls(
+                day_ms,
+                events,
+                total,
+                tuple(tallies),
+                tuple(count for count, _, _ in tallies.values()),
+                hours=len(hours),
+                hour_totals=totals,
+                firsts=tuple(first for _, first, _ in tallies.values()),
+                hosts=tuple(tuple(sorted(hosts)) for _, _, hosts in tallies.values()),
+            )
         merged = merge_counts(hours)
-        firsts = any(hour.firsts for hour in hours)
         return cls(
-            day_ms,
-            sum(hour.events for hour in hours),
-            sum(hour.total for hour in hours),
-            tuple(merged),
-            tuple(count for count, _ in merged.values()),
-            hours=len(hours),
-            hour_totals=tuple(hour.total for hour in hours),
-            firsts=tuple(first for _, first in merged.values()) if firsts else (),
+            day_ms, events, total, tuple(merged), tuple(merged.values()), hours=len(hours), hour_totals=totals
         )
 
 
-def merge_counts(pieces: Iterable[HourSummary]) -> dict[str, tuple[int, int]]:
-    """Each key's summed count and earliest event (0 when the pieces keep none) over ``pieces``."""
-    pieces = list(pieces)
-    if not any(piece.firsts for piece in pieces):  # the terms model's: counts alone, the common case
-        sums: dict[str, int] = {}
-        for piece in pieces:
-            for text, count in zip(piece.keys, piece.counts, strict=True):
-                sums[text] = sums.get(text, 0) + count
-        return {text: (count, 0) for text, count in sums.items()}
-    merged: dict[str, tuple[int, int]] = {}
+def merge_counts(pieces: Iterable[HourSummary]) -> dict[str, int]:
+    """Each key's summed count over ``pieces``."""
+    sums: dict[str, int] = {}
     for piece in pieces:
-        firsts = piece.firsts or (0,) * len(piece.keys)
-        for text, count, first in zip(piece.keys, piece.counts, firsts, strict=True):
+        for text, count in zip(piece.keys, piece.counts, strict=True):
+            sums[text] = sums.get(text, 0) + count
+    return sums
+
+
+def merge_tallies(pieces: Iterable[HourSummary]) -> dict[str, tuple[int, int, set[str]]]:
+    """Each key's summed count, earliest event and the union of its hosts over ``pieces`` (hours of the
+    rarechild model, whose keys are stored pairs: one step per pair, not per host)."""
+    merged: dict[str, tuple[int, int, set[str]]] = {}
+    for piece in pieces:
+        for text, count, first, hosts in zip(
+            piece.keys, piece.counts, piece.firsts, piece.hosts, strict=True
+        ):
             known = merged.get(text)
-            merged[text] = (count, first) if known is None else (known[0] + count, min(known[1], first))
+            if known is None:
+                merged[text] = (count, first, set(hosts))
+            else:
+                known[2].update(hosts)
+                merged[text] = (known[0] + count, min(known[1], first), known[2])
     return merged
 
 
@@ -146,13 +168,25 @@ def _encode(summary: HourSummary) -> str:
     rows: dict[str, Any] = {"k": summary.keys, "n": summary.counts}
     if summary.firsts:
         rows["f"] = summary.firsts
+    if summary.hosts:  # each host name once, the keys' hosts as positions in that list
+        names = sorted({host for hosts in summary.hosts for host in hosts})
+        position = {name: i for i, name in enumerate(names)}
+        rows["H"] = names
+        rows["h"] = [[position[host] for host in hosts] for hosts in summary.hosts]
     blob = json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
     return base64.b64encode(zlib.compress(blob.encode())).decode()
 
 
-def _decode(blob: str) -> tuple[tuple[str, ...], tuple[int, ...], tuple[int, ...]]:
+def _decode(blob: str) -> dict[str, Any]:
+    """The fields of :class:`HourSummary` a stored blob holds."""
     rows = json.loads(zlib.decompress(base64.b64decode(blob)))
-    return tuple(rows["k"]), tuple(rows["n"]), tuple(rows.get("f", ()))
+    names = rows.get("H", [])
+    return {
+        "keys": tuple(rows["k"]),
+        "counts": tuple(rows["n"]),
+        "firsts": tuple(rows.get("f", ())),
+        "hosts": tuple(tuple(names[i] for i in hosts) for hosts in rows.get("h", ())),
+    }
 
 
 class SummaryStore:
@@ -200,17 +234,14 @@ class SummaryStore:
                 hour_ms = int(
                     datetime.fromisoformat(source["hour"].replace("Z", "+00:00")).timestamp() * 1000
                 )
-                keys, counts, firsts = _decode(source["counts"])
                 hours = int(source.get("hours") or 1)
                 found.setdefault(hours, {})[hour_ms] = HourSummary(
                     hour_ms,
                     int(source["events"]),
                     int(source["total"]),
-                    keys,
-                    counts,
                     hours=hours,
                     hour_totals=tuple(source.get("hour_totals") or ()),
-                    firsts=firsts,
+                    **_decode(source["counts"]),
                 )
         return found
 

@@ -35,7 +35,7 @@ from connector.errors import (
 )
 from connector.explain import Explanation
 from connector.model.fields import event_pairs, text_at
-from connector.model.rarechild import GroupCount, PathCount
+from connector.model.rarechild import GroupCount, PairTally, PathCount, tally_groups
 from connector.model.terms import Entry, Pair, PairCounts, entries_of_event
 from connector.settings import DEFAULT_COMPOSITE_PAGE_SIZE
 from connector.sources.scope import IndexScope
@@ -414,6 +414,13 @@ class ElasticsearchSource:
         return found, pages.events
 
     # -- the rarechild model ------------------------------------------------------------------
+
+    def rarechild_tallies(
+        self, use_case: RareChildUseCase, range_start: datetime | None = None
+    ) -> tuple[list[PairTally], list[PathCount], int]:
+        """:meth:`rarechild_counts` with its groups folded per stored pair, as the model takes them."""
+        groups, paths, events = self.rarechild_counts(use_case, range_start)
+        return tally_groups(groups), paths, events
 
     def rarechild_counts(
         self, use_case: RareChildUseCase, range_start: datetime | None = None

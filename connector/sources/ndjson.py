@@ -17,7 +17,7 @@ from typing import Any
 from connector.config import RareChildUseCase, UseCase
 from connector.errors import InputError
 from connector.model.fields import ABSENT, event_pairs, lookup, text_at
-from connector.model.rarechild import GroupCount, PathCount
+from connector.model.rarechild import GroupCount, PairTally, PathCount, tally_groups
 from connector.model.terms import Entry, Pair, PairCounts, count_event, entries_of_event
 from connector.profiles import meets
 
@@ -151,6 +151,13 @@ class NdjsonSource:
     def entries(self, use_case: UseCase, pairs: set[Pair]) -> Iterator[Entry]:
         for hit in self.admitted_hits(use_case):
             yield from entries_of_event(use_case, hit, pairs)
+
+    def rarechild_tallies(
+        self, use_case: RareChildUseCase, range_start: datetime | None = None
+    ) -> tuple[list[PairTally], list[PathCount], int]:
+        """:meth:`rarechild_counts` with its groups folded per stored pair, as the model takes them."""
+        groups, paths, events = self.rarechild_counts(use_case, range_start)
+        return tally_groups(groups), paths, events
 
     def rarechild_counts(
         self, use_case: RareChildUseCase, range_start: datetime | None = None

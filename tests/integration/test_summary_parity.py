@@ -180,7 +180,7 @@ KEYWORD = {"type": "keyword"}
 def rarechild_raw_and_summarised(es_client, index, store, use_case, span_start, **source_options):
     baseline_start = span_start - BASELINE
     window = {"start": baseline_start, "end": span_start + HOUR, "range_start": span_start, **source_options}
-    raw = ElasticsearchSource(es_client, index=index, **window).rarechild_counts(use_case, span_start)
+    raw = ElasticsearchSource(es_client, index=index, **window).rarechild_tallies(use_case, span_start)
     summarised = SummarisedRareChildSource(
         ElasticsearchSource(es_client, index=index, **window),
         store,
@@ -188,7 +188,7 @@ def rarechild_raw_and_summarised(es_client, index, store, use_case, span_start, 
         range_start=span_start,
         write=True,
     )
-    return raw, summarised.rarechild_counts(use_case, span_start), summarised.use
+    return raw, summarised.rarechild_tallies(use_case, span_start), summarised.use
 
 
 def test_rarechild_counts_from_the_summary_equal_a_raw_recount_hour_after_hour(es_client, indices):
@@ -199,10 +199,11 @@ def test_rarechild_counts_from_the_summary_equal_a_raw_recount_hour_after_hour(e
         raw, summarised, use = rarechild_raw_and_summarised(
             es_client, index, store, RARECHILD, FIRST_SPAN + hour * HOUR
         )
-        # Groups (count, in range, first seen) in the composite aggregation's order, paths, events.
+        # Pairs (count, in range, first seen, hosts) in the composite aggregation's order, paths, events.
         assert summarised == raw, hour
-        groups, _, events = raw
-        assert events > 0 and any(group.in_range for group in groups) and all(g.first_ms for g in groups)
+        tallies, _, events = raw
+        assert events > 0 and any(tally.in_range for tally in tallies) and all(t.first_ms for t in tallies)
+        assert any(len(tally.hosts) > 1 for tally in tallies)
         uses.append(use)
     assert (uses[0].hours_recounted, uses[0].hours_from_summary) == (54, 0)
     assert [(use.hours_recounted, use.hours_from_summary) for use in uses[1:]] == [

@@ -15,11 +15,13 @@ from connector.knowledge import load_knowledge
 from connector.model.fields import text_at
 from connector.model.rarechild import (
     GroupCount,
+    PairTally,
     PathCount,
     Population,
     ScoringSettings,
     build_alert,
     score_pairs,
+    tally_groups,
 )
 
 KNOWLEDGE = load_knowledge()
@@ -295,3 +297,26 @@ def test_texts_follow_each_event_when_the_summary_names_an_event_field(tmp_path)
     assert alert.event_ids == ["e2"]
     assert alert.whitelisted_events == 2
     assert alert.summary == "chrome.exe ran cmd /c whoami"
+
+
+def test_groups_fold_per_stored_pair_in_order_with_their_hosts_and_earliest_event():
+    folded = tally_groups(
+        [
+            GroupCount("WINWORD.EXE", "cmd.exe", "A", 2, 1, 500),
+            GroupCount("WINWORD.EXE", "cmd.exe", None, 1, 0, 300),
+            GroupCount("WINWORD.EXE", "cmd.exe", "B", 3, 3, None),
+            GroupCount("explorer.exe", "chrome.exe", "A", 5, 0, None),
+        ]
+    )
+    assert folded == [
+        PairTally("WINWORD.EXE", "cmd.exe", 6, 4, 300, frozenset({"A", "B"})),
+        PairTally("explorer.exe", "chrome.exe", 5, 0, None, frozenset({"A"})),
+    ]
+    assert Population.from_tallies(folded, (), KNOWLEDGE) == population(
+        [
+            GroupCount("WINWORD.EXE", "cmd.exe", "A", 2, 1, 500),
+            GroupCount("WINWORD.EXE", "cmd.exe", None, 1, 0, 300),
+            GroupCount("WINWORD.EXE", "cmd.exe", "B", 3, 3, None),
+            GroupCount("explorer.exe", "chrome.exe", "A", 5, 0, None),
+        ]
+    )
