@@ -30,6 +30,8 @@ DAY_MS = 24 * HOUR_MS
 
 #: Counts ``[first, last)`` from raw events: a summary (its ``total`` unused) per hour with events.
 CountHours = Callable[[datetime, datetime], dict[int, HourSummary]]
+#: Counts the events of these ``[start, end)`` runs of hours together, as one piece that is not stored.
+CountRuns = Callable[[list[tuple[datetime, datetime]]], HourSummary]
 
 
 def _ms(moment: datetime) -> int:
@@ -42,6 +44,7 @@ class SummaryUse:
 
     hours_from_summary: int = 0
     hours_recounted: int = 0
+    hours_counted_raw: int = 0
     hours_written: int = 0
     stale: list[int] = field(default_factory=list)
 
@@ -76,10 +79,11 @@ class BaselineHours:
         self._days: set[int] = set()
 
     def gather(
-        self, use_case: UseCase | RareChildUseCase, key: str, count_hours: CountHours
+        self, use_case: UseCase | RareChildUseCase, key: str, count_hours: CountHours, count_runs: CountRuns
     ) -> list[HourSummary]:
-        """The summaries covering the window, every one fresh: read back where the totals still add up,
-        recounted (``count_hours``) where they do not, and the span counted raw."""
+        """The pieces covering the window, every one fresh: read back where the totals still add up,
+        recounted (``count_hours``, at most the store's ``fill_hours``) where they do not, the rest of
+        those counted together (``count_runs``), and the span counted raw."""
         source, store = self.source, self.store
         start, range_start, end = _ms(self.baseline_start), _ms(self.range_start), _ms(source.end)
         baseline_hours = list(range(start, range_start, HOUR_MS))
@@ -122,9 +126,12 @@ class BaselineHours:
                     stale.append(hour)
                     hours.pop(hour, None)
         recounted: dict[int, HourSummary] = {}
-        if stale:
-            counted = count_hours(_at(min(stale)), _at(max(stale) + HOUR_MS))
-            recounted = {hour: _with_total(hour, counted, totals.get(hour, 0)) for hour in stale}
+        kept = stale[max(0, len(stale) - store.fill_hours) :]  # the newest: they stay in baselines longest
+        rest = stale[: len(stale) - len(kept)]
+        if kept:
+            counted = count_hours(_at(min(kept)), _at(max(kept) + HOUR_MS))
+            recounted = {hour: _with_total(hour, counted, totals.get(hour, 0)) for hour in kept}
+        together = [count_runs(_runs(rest))] if rest else []
         counted = count_hours(self.range_start, source.end)
         span = {
             hour: _with_total(hour, counted, span_totals.get(hour, 0))
@@ -133,7 +140,12 @@ class BaselineHours:
         from_summary = sum(
             1 for summary in (*days.values(), *hours.values()) for total in summary.totals() if total
         )
-        self.use = SummaryUse(hours_from_summary=from_summary, hours_recounted=len(stale), stale=stale)
+        self.use = SummaryUse(
+            hours_from_summary=from_summary,
+            hours_recounted=len(kept),
+            hours_counted_raw=len(rest),
+            stale=stale,
+        )
         self._fresh = [
             *recounted.values(),
             *span.values(),
@@ -141,7 +153,7 @@ class BaselineHours:
         ]
         self._known = {summary.hour_ms: summary for summary in (*hours.values(), *self._fresh)}
         self._days = set(days)
-        return [*days.values(), *hours.values(), *recounted.values(), *span.values()]
+        return [*days.values(), *hours.values(), *recounted.values(), *together, *span.values()]
 
     def keep(self, use_case: UseCase | RareChildUseCase, key: str) -> None:
         """Store what :meth:`gather` counted raw, and the rollup of every day now known hour by hour."""
@@ -154,10 +166,12 @@ class BaselineHours:
                     fresh.append(HourSummary.day(day_ms, [part for part in parts if part is not None]))
             self.use.hours_written = self.store.write(key, use_case, self.source.index, fresh)
         log.info(
-            "use case %s: baseline hours from the summary %d, recounted %d, written %d",
+            "use case %s: baseline hours from the summary %d, recounted %d, counted raw (left for later) %d, "
+            "written %d",
             use_case.section,
             self.use.hours_from_summary,
             self.use.hours_recounted,
+            self.use.hours_counted_raw,
             self.use.hours_written,
         )
 
@@ -204,7 +218,11 @@ class SummarisedSource:
                 for hour in events.keys() | counted.keys()
             }
 
-        pieces = self.hours.gather(use_case, key, count_hours)
+        def count_runs(runs: list[tuple[datetime, datetime]]) -> HourSummary:
+            counted, events = source.key_counts_in(use_case, runs)
+            return HourSummary.of(-1, events, 0, counted)
+
+        pieces = self.hours.gather(use_case, key, count_hours, count_runs)
         outside, outside_events = source.key_counts_outside(use_case, self.hours.baseline_start, source.end)
         merged = merge_counts(pieces)
         for aggregator, target, count in outside:
@@ -227,6 +245,17 @@ def _with_total(hour_ms: int, counted: dict[int, HourSummary], total: int) -> Ho
     """The hour as counted, with the total of all its events taken before the count."""
     summary = counted.get(hour_ms)
     return HourSummary(hour_ms, 0, total) if summary is None else dataclasses.replace(summary, total=total)
+
+
+def _runs(hours: list[int]) -> list[tuple[datetime, datetime]]:
+    """Sorted hours (epoch ms) as ``[start, end)`` runs of consecutive hours."""
+    runs: list[list[int]] = []
+    for hour in hours:
+        if runs and runs[-1][1] == hour:
+            runs[-1][1] = hour + HOUR_MS
+        else:
+            runs.append([hour, hour + HOUR_MS])
+    return [(_at(start), _at(end)) for start, end in runs]
 
 
 def _at(ms: int) -> datetime:

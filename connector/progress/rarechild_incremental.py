@@ -19,7 +19,7 @@ from connector.config import RareChildUseCase
 from connector.model.rarechild import PairTally, PathCount
 from connector.model.terms import Pair
 from connector.progress.incremental import BaselineHours, SummaryUse
-from connector.progress.summary import HourSummary, SummaryStore, merge_tallies, summary_key
+from connector.progress.summary import HourSummary, SummaryStore, host_columns, merge_tallies, summary_key
 from connector.sources.elasticsearch import ElasticsearchSource
 
 MODEL = "rarechild"
@@ -73,7 +73,12 @@ class SummarisedRareChildSource:
             events, buckets = source.hourly_buckets(use_case, start, end, group_sources, first)
             return {hour: _summary(hour, events.get(hour, 0), buckets.get(hour, [])) for hour in events}
 
-        pieces = self.hours.gather(use_case, key, count_hours)
+        def count_runs(runs: list[tuple[datetime, datetime]]) -> HourSummary:
+            query = source.runs_query(use_case, runs)
+            buckets, events = source.composite_buckets(use_case, group_sources, first, query=query)
+            return _summary(-1, events, buckets)
+
+        pieces = self.hours.gather(use_case, key, count_hours, count_runs)
         outside_events = 0
         if source.ingest_time_field is not None:
             # Late events: ingested in the range, their timestamp outside the window.
@@ -130,7 +135,7 @@ def _summary(hour_ms: int, events: int, buckets: Iterable[Mapping[str, Any]]) ->
         tuple(pairs),
         tuple(count for count, _, _ in pairs.values()),
         firsts=tuple(first for _, first, _ in pairs.values()),
-        hosts=tuple(tuple(sorted(hosts)) for _, _, hosts in pairs.values()),
+        **host_columns([hosts for _, _, hosts in pairs.values()]),
     )
 
 

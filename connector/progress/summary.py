@@ -57,6 +57,10 @@ SUMMARY_SETTINGS: Mapping[str, Any] = {
     "refresh_interval": "1s",
 }
 MGET_BATCH = 1000
+#: Missing or stale hours one call counts hour by hour and stores (the newest first); older ones are
+#: counted raw in one aggregation and left for later calls. So a first call with a long baseline over a
+#: big index costs about a raw count, not 720 hourly ones, and cannot outgrow its deadline every time.
+FILL_HOURS = 168
 
 
 def summary_key(
@@ -103,7 +107,13 @@ class HourSummary:
     hours: int = 1
     hour_totals: tuple[int, ...] = ()
     firsts: tuple[int, ...] = ()
-    hosts: tuple[tuple[str, ...], ...] = ()
+    host_names: tuple[str, ...] = ()
+    host_masks: tuple[int, ...] = ()
+
+    @property
+    def hosts(self) -> tuple[tuple[str, ...], ...]:
+        """Each key's hosts (bit ``i`` of its mask is ``host_names[i]``)."""
+        return tuple(_names(mask, self.host_names) for mask in self.host_masks)
 
     def totals(self) -> tuple[int, ...]:
         """The total of each hour covered, first hour first."""
@@ -130,7 +140,7 @@ class HourSummary:
                 hours=len(hours),
                 hour_totals=totals,
                 firsts=tuple(first for _, first, _ in tallies.values()),
-                hosts=tuple(tuple(sorted(hosts)) for _, _, hosts in tallies.values()),
+                **host_columns([hosts for _, _, hosts in tallies.values()]),
             )
         merged = merge_counts(hours)
         return cls(
@@ -149,30 +159,62 @@ def merge_counts(pieces: Iterable[HourSummary]) -> dict[str, int]:
 
 def merge_tallies(pieces: Iterable[HourSummary]) -> dict[str, tuple[int, int, set[str]]]:
     """Each key's summed count, earliest event and the union of its hosts over ``pieces`` (hours of the
-    rarechild model, whose keys are stored pairs: one step per pair, not per host)."""
-    merged: dict[str, tuple[int, int, set[str]]] = {}
+    rarechild model, whose keys are stored pairs: one step per pair and piece, hosts joined as bit masks;
+    pieces with the same host list, the usual case, are joined without translating a bit)."""
+    index: dict[str, int] = {}
+    merged: dict[str, list[int]] = {}
+    last: tuple[str, ...] | None = None
+    positions: list[int] = []
+    same = True
     for piece in pieces:
-        for text, count, first, hosts in zip(
-            piece.keys, piece.counts, piece.firsts, piece.hosts, strict=True
+        if piece.host_names != last:
+            last = piece.host_names
+            positions = [index.setdefault(name, len(index)) for name in piece.host_names]
+            same = positions == list(range(len(positions)))
+        for text, count, first, mask in zip(
+            piece.keys, piece.counts, piece.firsts, piece.host_masks, strict=True
         ):
+            if not same:
+                mask = _moved(mask, positions)
             known = merged.get(text)
             if known is None:
-                merged[text] = (count, first, set(hosts))
+                merged[text] = [count, first, mask]
             else:
-                known[2].update(hosts)
-                merged[text] = (known[0] + count, min(known[1], first), known[2])
-    return merged
+                known[0] += count
+                known[1] = min(known[1], first)
+                known[2] |= mask
+    names = tuple(index)
+    return {text: (count, first, set(_names(mask, names))) for text, (count, first, mask) in merged.items()}
+
+
+def host_columns(host_sets: Sequence[Iterable[str]]) -> dict[str, tuple[Any, ...]]:
+    """Hosts per key as :class:`HourSummary` stores them: the sorted names, and a bit mask per key."""
+    sets = [set(hosts) for hosts in host_sets]
+    names = tuple(sorted(set().union(*sets)))
+    position = {name: i for i, name in enumerate(names)}
+    masks = tuple(sum(1 << position[name] for name in hosts) for hosts in sets)
+    return {"host_names": names, "host_masks": masks}
+
+
+def _names(mask: int, names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(names[i] for i, bit in enumerate(reversed(bin(mask)[2:])) if bit == "1")
+
+
+def _moved(mask: int, positions: Sequence[int]) -> int:
+    moved = 0
+    for i, bit in enumerate(reversed(bin(mask)[2:])):
+        if bit == "1":
+            moved |= 1 << positions[i]
+    return moved
 
 
 def _encode(summary: HourSummary) -> str:
     rows: dict[str, Any] = {"k": summary.keys, "n": summary.counts}
     if summary.firsts:
         rows["f"] = summary.firsts
-    if summary.hosts:  # each host name once, the keys' hosts as positions in that list
-        names = sorted({host for hosts in summary.hosts for host in hosts})
-        position = {name: i for i, name in enumerate(names)}
-        rows["H"] = names
-        rows["h"] = [[position[host] for host in hosts] for hosts in summary.hosts]
+    if summary.host_masks:  # each host name once, each key's hosts as a bit mask over them (hex)
+        rows["H"] = summary.host_names
+        rows["m"] = [format(mask, "x") for mask in summary.host_masks]
     blob = json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
     return base64.b64encode(zlib.compress(blob.encode())).decode()
 
@@ -180,22 +222,31 @@ def _encode(summary: HourSummary) -> str:
 def _decode(blob: str) -> dict[str, Any]:
     """The fields of :class:`HourSummary` a stored blob holds."""
     rows = json.loads(zlib.decompress(base64.b64decode(blob)))
-    names = rows.get("H", [])
     return {
         "keys": tuple(rows["k"]),
         "counts": tuple(rows["n"]),
         "firsts": tuple(rows.get("f", ())),
-        "hosts": tuple(tuple(names[i] for i in hosts) for hosts in rows.get("h", ())),
+        "host_names": tuple(rows.get("H", ())),
+        "host_masks": tuple(int(mask, 16) for mask in rows.get("m", ())),
     }
 
 
 class SummaryStore:
-    """Reads and writes hour summaries in ``index`` (``CONNECTOR_SUMMARY_INDEX``)."""
+    """Reads and writes hour summaries in ``index`` (``CONNECTOR_SUMMARY_INDEX``); ``fill_hours``: how
+    many missing hours one call stores (:data:`FILL_HOURS`)."""
 
-    def __init__(self, client: Elasticsearch, index: str, *, budget: TimeBudget | None = None) -> None:
+    def __init__(
+        self,
+        client: Elasticsearch,
+        index: str,
+        *,
+        budget: TimeBudget | None = None,
+        fill_hours: int = FILL_HOURS,
+    ) -> None:
         self.client = client
         self.index = index
         self.budget = budget or TimeBudget()
+        self.fill_hours = fill_hours
         self.requests = 0
         self._exists: bool | None = None  # learnt from a read: saves a create request per write
 

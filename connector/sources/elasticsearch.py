@@ -390,6 +390,22 @@ class ElasticsearchSource:
         }
         return events, counts
 
+    def runs_query(
+        self, use_case: UseCase | RareChildUseCase, runs: Sequence[tuple[datetime, datetime]]
+    ) -> dict[str, Any]:
+        """The use case's events whose timestamp lies in one of ``runs`` (``[start, end)`` each)."""
+        ranges = [self._timestamp_range(use_case, start, end) for start, end in runs]
+        within = {"bool": {"should": ranges, "minimum_should_match": 1}}
+        return {"bool": {"filter": [within, *self._use_case_filters(use_case)]}}
+
+    def key_counts_in(
+        self, use_case: UseCase, runs: Sequence[tuple[datetime, datetime]]
+    ) -> tuple[list[KeyCount], int]:
+        """Pair counts of the events in ``runs`` (:meth:`runs_query`) together, with their number."""
+        query = self.runs_query(use_case, runs)
+        pages = _CompositePages(self, use_case, self.pair_sources(use_case), {}, query=query)
+        return [self.key_count(use_case, bucket) for bucket in pages], pages.events
+
     def outside_query(
         self, use_case: UseCase | RareChildUseCase, start: datetime, end: datetime
     ) -> dict[str, Any]:

@@ -317,3 +317,32 @@ def test_an_event_ingested_late_into_a_summarised_hour_is_counted_and_judged_in_
         )
         assert ("late.exe", 1) in dict(ordered(counts.pair_counts(use_case)[0]))["OUTLOOK.EXE"]
         assert counts.use.hours_recounted == 0  # the detection before recounted its hour and stored it
+
+
+@pytest.mark.parametrize("model", ("terms", "rarechild"))
+def test_a_missing_summary_is_filled_a_bounded_number_of_hours_per_call_and_counts_stay_exact(
+    es_client, indices, tmp_path, model
+):
+    """fill_hours caps the hours one call counts hour by hour and stores (the newest); the older missing
+    ones are counted raw together, so every call answers exactly and the summary fills up call by call."""
+    index, summary_index = indices
+    store = SummaryStore(es_client, summary_index, fill_hours=10)
+    uses = []
+    for hour in range(7):
+        span = FIRST_SPAN + hour * HOUR
+        if model == "terms":
+            raw, summarised, use = raw_and_summarised(es_client, index, store, use_cases(tmp_path)[0], span)
+        else:
+            raw, summarised, use = rarechild_raw_and_summarised(es_client, index, store, RARECHILD, span)
+        assert summarised == raw, hour
+        uses.append((use.hours_recounted, use.hours_counted_raw, use.hours_from_summary))
+    # 54 baseline hours missing at first: 10 stored per call (each span's own hour is stored too).
+    assert uses == [
+        (10, 44, 0),
+        (10, 34, 11),
+        (10, 24, 22),
+        (10, 14, 33),
+        (10, 4, 44),
+        (4, 0, 55),
+        (0, 0, 60),
+    ]
