@@ -176,12 +176,9 @@ class BaselineHours:
         )
 
 
-class SummarisedSource:
-    """An :class:`~connector.sources.EventSource` counting whole baseline hours from the summary.
-
-    The parameters are those of :class:`BaselineHours`; ``entries`` (the documents of candidate pairs)
-    still come from Elasticsearch.
-    """
+class SummarisedCounting:
+    """What the summarised sources of both models share: the raw source they wrap, the baseline hours
+    they count from the summary (the parameters are those of :class:`BaselineHours`) and what that did."""
 
     def __init__(
         self,
@@ -201,11 +198,16 @@ class SummarisedSource:
     def use(self) -> SummaryUse:
         return self.hours.use
 
-    def entries(self, use_case: UseCase, pairs: set[Pair]) -> Iterator[Entry]:
-        return self.source.entries(use_case, pairs)
-
     def field_names(self) -> frozenset[str]:
         return self.source.field_names()
+
+
+class SummarisedSource(SummarisedCounting):
+    """An :class:`~connector.sources.EventSource` counting whole baseline hours from the summary;
+    ``entries`` (the documents of candidate pairs) still come from Elasticsearch."""
+
+    def entries(self, use_case: UseCase, pairs: set[Pair]) -> Iterator[Entry]:
+        return self.source.entries(use_case, pairs)
 
     def pair_counts(self, use_case: UseCase) -> tuple[PairCounts, int]:
         source = self.source

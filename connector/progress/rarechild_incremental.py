@@ -18,37 +18,15 @@ from typing import Any
 from connector.config import RareChildUseCase
 from connector.model.rarechild import PairTally, PathCount
 from connector.model.terms import Pair
-from connector.progress.incremental import BaselineHours, SummaryUse
-from connector.progress.summary import HourSummary, SummaryStore, host_columns, merge_tallies, summary_key
-from connector.sources.elasticsearch import ElasticsearchSource
+from connector.progress.incremental import SummarisedCounting
+from connector.progress.summary import HourSummary, host_columns, merge_tallies, summary_key
 
 MODEL = "rarechild"
 
 
-class SummarisedRareChildSource:
+class SummarisedRareChildSource(SummarisedCounting):
     """A :class:`~connector.rarechild_engine.RareChildSource` counting whole baseline hours from the
-    summary; the parameters are those of :class:`~connector.progress.incremental.BaselineHours`."""
-
-    def __init__(
-        self,
-        source: ElasticsearchSource,
-        store: SummaryStore,
-        *,
-        baseline_start: datetime,
-        range_start: datetime,
-        write: bool,
-    ) -> None:
-        self.source = source
-        self.hours = BaselineHours(
-            source, store, baseline_start=baseline_start, range_start=range_start, write=write
-        )
-
-    @property
-    def use(self) -> SummaryUse:
-        return self.hours.use
-
-    def field_names(self) -> frozenset[str]:
-        return self.source.field_names()
+    summary; the events of its alerts still come from Elasticsearch."""
 
     def rarechild_hits(
         self,
