@@ -41,6 +41,7 @@ CHECKPOINT_MAPPINGS: Mapping[str, Any] = {
         },
     },
 }
+LIST_PAGE_SIZE = 1000  # checkpoints listed per search (and read per multi-get)
 CHECKPOINT_SETTINGS: Mapping[str, Any] = {"number_of_shards": 1, "auto_expand_replicas": "0-1"}
 
 
@@ -125,10 +126,18 @@ class Checkpoint:
 class CheckpointStore:
     """Reads and writes checkpoints in ``index`` (``CONNECTOR_CHECKPOINT_INDEX``)."""
 
-    def __init__(self, client: Elasticsearch, index: str, *, budget: TimeBudget | None = None) -> None:
+    def __init__(
+        self,
+        client: Elasticsearch,
+        index: str,
+        *,
+        budget: TimeBudget | None = None,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> None:
         self.client = client
         self.index = index
         self.budget = budget or TimeBudget()
+        self.page_size = page_size
         self.requests = 0
 
     def ensure_index(self) -> None:
@@ -150,23 +159,33 @@ class CheckpointStore:
         A search finds the documents, a realtime multi-get reads them: a search alone would show a
         checkpoint as of the index's last refresh, possibly an hour behind what a call just stored.
         """
-        self.requests += 1
-        client = self.budget.bind(self.client, "listing checkpoints").options(ignore_status=404)
-        response = call_elasticsearch(
-            client.search,
-            index=self.index,
-            size=1000,
-            query={"match_all": {}},
-            sort=[{"use_case": "asc"}, {"index": "asc"}],
-            source=False,
-        )
-        ids = [hit["_id"] for hit in (response.get("hits") or {}).get("hits") or []]
-        if not ids:
-            return []
-        self.requests += 1
-        client = self.budget.bind(self.client, "reading checkpoints")
-        documents = call_elasticsearch(client.mget, index=self.index, ids=ids)["docs"]
-        return [Checkpoint.from_hit(document) for document in documents if document.get("found")]
+        ids: list[str] = []
+        after: list[Any] | None = None
+        while True:  # pages in (use case, index) order: the pair is unique, so search_after is exact
+            self.requests += 1
+            client = self.budget.bind(self.client, "listing checkpoints").options(ignore_status=404)
+            response = call_elasticsearch(
+                client.search,
+                index=self.index,
+                size=self.page_size,
+                query={"match_all": {}},
+                sort=[{"use_case": "asc"}, {"index": "asc"}],
+                source=False,
+                **({"search_after": after} if after is not None else {}),
+            )
+            hits = (response.get("hits") or {}).get("hits") or []
+            ids.extend(hit["_id"] for hit in hits)
+            if len(hits) < self.page_size:
+                break
+            after = hits[-1]["sort"]
+        found: list[Checkpoint] = []
+        for offset in range(0, len(ids), self.page_size):
+            self.requests += 1
+            client = self.budget.bind(self.client, "reading checkpoints")
+            batch = ids[offset : offset + self.page_size]
+            documents = call_elasticsearch(client.mget, index=self.index, ids=batch)["docs"]
+            found.extend(Checkpoint.from_hit(document) for document in documents if document.get("found"))
+        return found
 
     def acquire(
         self, use_case: str, index: str, *, holder: str, now: datetime, lease: timedelta

@@ -35,8 +35,8 @@ _DETECT_ERRORS = {
 }
 
 
-# A scrape reads the checkpoint index: it fails as Elasticsearch does, and the scraper records the failure.
-_METRICS_ERRORS = {
+# Both read the checkpoint index: they fail as Elasticsearch does (a scraper records the failure).
+_CHECKPOINT_READ_ERRORS = {
     **_COMMON_ERRORS,
     "503": _DETECT_ERRORS["503"],
     "504": "Elasticsearch did not answer in time.",
@@ -122,7 +122,7 @@ def build_openapi(schema_documents: Mapping[str, Mapping[str, Any]]) -> dict[str
                 "security": authenticated,
                 "responses": {
                     "200": _json("checkpoints-response", "The stored checkpoints."),
-                    **_errors(_COMMON_ERRORS),
+                    **_errors(_CHECKPOINT_READ_ERRORS),
                 },
             }
         },
@@ -138,7 +138,7 @@ def build_openapi(schema_documents: Mapping[str, Mapping[str, Any]]) -> dict[str
                         "(text/plain; version=0.0.4; charset=utf-8).",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
-                    **_errors(_METRICS_ERRORS),
+                    **_errors(_CHECKPOINT_READ_ERRORS),
                 },
             }
         },
@@ -198,8 +198,9 @@ def build_openapi(schema_documents: Mapping[str, Mapping[str, Any]]) -> dict[str
             "title": "Rare child process connector",
             "version": __version__,
             "description": (
-                "Runs the ee-outliers terms model (rare child processes) over Elasticsearch for a time "
-                "range and writes the outliers back. Every error has the Error body."
+                "Finds rare child processes in Elasticsearch for a time range, or for every hour since "
+                "its checkpoint: the ee-outliers terms model, exactly, or the scored rarechild model; "
+                "writes the findings back as ECS alerts. Every error has the Error body."
             ),
         },
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
