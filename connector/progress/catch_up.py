@@ -186,18 +186,18 @@ def catch_up(
     else:
         checkpoint = store.acquire(request.use_case, request.index, holder=holder, now=clock(), lease=lease)
     previous = checkpoint.analysed_to if checkpoint else None
-    plan = plan_spans(
-        checkpoint=previous,
-        initial_from=request.initial_from,
-        to=request.to,
-        max_spans=request.max_spans,
-        baseline=request.baseline,
-        max_days=max_days,
-    )
     done: list[tuple[TimeRange, datetime | None, SpanDetection]] = []
     stopped = False
     longest = 0.0
-    try:
+    try:  # from the lease on: a refused plan (InvalidRangeError) gives the lease back too
+        plan = plan_spans(
+            checkpoint=previous,
+            initial_from=request.initial_from,
+            to=request.to,
+            max_spans=request.max_spans,
+            baseline=request.baseline,
+            max_days=max_days,
+        )
         for span in plan.spans:
             left = seconds_left()
             if done and left is not None and left < 2 * longest:

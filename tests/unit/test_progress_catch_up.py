@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from connector.errors import InvalidRangeError
 from connector.progress.catch_up import CatchUpRequest, catch_up
 from connector.progress.checkpoints import Checkpoint
 from connector.results import AnnotateMode, WriteReport
@@ -144,3 +145,12 @@ def test_an_error_during_a_span_still_releases_the_lease():
     with pytest.raises(RuntimeError):
         catch_up(store, request(), detect=detect, holder="h", lease=H, clock=lambda: T, max_days=400)
     assert store.writes == ["acquire", "release"]
+
+
+def test_a_refused_plan_still_releases_the_lease():
+    """A baseline beyond max_days is refused after the lease was taken: without the release, every call
+    for this use case and index would get checkpoint_busy until the lease ran out."""
+    store = MemoryStore()
+    with pytest.raises(InvalidRangeError):
+        run(store, request(baseline=timedelta(days=500)))
+    assert store.writes == ["acquire", "release"] and store.stored.lease_holder is None
