@@ -74,6 +74,11 @@ def isoformat_z(moment: datetime) -> str:
     return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+def epoch_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch, as Elasticsearch keys date buckets."""
+    return int(moment.timestamp() * 1000)
+
+
 def resolve_time(text: str, *, now: datetime, round_up: bool, path: str = "$") -> datetime:
     """Resolve one bound to an aware UTC datetime (see the module docstring for the forms).
 

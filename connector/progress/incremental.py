@@ -22,6 +22,7 @@ from connector.config import RareChildUseCase, UseCase
 from connector.model.terms import Entry, Pair, PairCounts
 from connector.progress.summary import HourSummary, SummaryStore, key_of, key_text, merge_counts, summary_key
 from connector.sources.elasticsearch import ElasticsearchSource
+from connector.timerange import epoch_ms
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,6 @@ DAY_MS = 24 * HOUR_MS
 CountHours = Callable[[datetime, datetime], dict[int, HourSummary]]
 #: Counts the events of these ``[start, end)`` runs of hours together, as one piece that is not stored.
 CountRuns = Callable[[list[tuple[datetime, datetime]]], HourSummary]
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 @dataclass
@@ -66,7 +63,7 @@ class BaselineHours:
         range_start: datetime,
         write: bool,
     ) -> None:
-        if _ms(baseline_start) % HOUR_MS or _ms(range_start) % HOUR_MS:
+        if epoch_ms(baseline_start) % HOUR_MS or epoch_ms(range_start) % HOUR_MS:
             raise ValueError("the summary works on whole hours: baseline and range must start on the hour")
         self.source = source
         self.store = store
@@ -85,7 +82,11 @@ class BaselineHours:
         recounted (``count_hours``, at most the store's ``fill_hours``) where they do not, the rest of
         those counted together (``count_runs``), and the span counted raw."""
         source, store = self.source, self.store
-        start, range_start, end = _ms(self.baseline_start), _ms(self.range_start), _ms(source.end)
+        start, range_start, end = (
+            epoch_ms(self.baseline_start),
+            epoch_ms(self.range_start),
+            epoch_ms(source.end),
+        )
         baseline_hours = list(range(start, range_start, HOUR_MS))
         full_days = list(range(_ceil_day(start), range_start - DAY_MS + 1, DAY_MS))
         # The totals come before any count: an event arriving in between makes a stored total smaller
@@ -159,8 +160,8 @@ class BaselineHours:
         """Store what :meth:`gather` counted raw, and the rollup of every day now known hour by hour."""
         if self.write:
             fresh = list(self._fresh)
-            end = _ms(self.source.end)
-            for day_ms in range(_ceil_day(_ms(self.baseline_start)), end - DAY_MS + 1, DAY_MS):
+            end = epoch_ms(self.source.end)
+            for day_ms in range(_ceil_day(epoch_ms(self.baseline_start)), end - DAY_MS + 1, DAY_MS):
                 parts = [self._known.get(hour) for hour in range(day_ms, day_ms + DAY_MS, HOUR_MS)]
                 if day_ms not in self._days and all(part is not None for part in parts):
                     fresh.append(HourSummary.day(day_ms, [part for part in parts if part is not None]))

@@ -16,10 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from connector.config import RareChildUseCase
-from connector.model.rarechild import PairTally, PathCount
+from connector.model.rarechild import PairTally, PathCount, tally_groups
 from connector.model.terms import Pair
 from connector.progress.incremental import SummarisedCounting
 from connector.progress.summary import HourSummary, host_columns, merge_tallies, summary_key
+from connector.sources.elasticsearch import group_count
+from connector.timerange import epoch_ms
 
 MODEL = "rarechild"
 
@@ -63,10 +65,11 @@ class SummarisedRareChildSource(SummarisedCounting):
             query = source.outside_query(use_case, self.hours.baseline_start, source.end)
             late, outside_events = source.composite_buckets(use_case, group_sources, first, query=query)
             merged = merge_tallies([*pieces, _summary(0, 0, late)])
-            in_range = _pair_counts(source.composite_buckets(use_case, group_sources, start=range_start)[0])
+            in_range_buckets = source.composite_buckets(use_case, group_sources, start=range_start)[0]
+            in_range = {_pair_key(tally): tally.count for tally in _tallies(in_range_buckets)}
         else:  # the range is its hours by event time: those just counted raw
             merged = merge_tallies(pieces)
-            span = merge_tallies(piece for piece in pieces if piece.hour_ms >= _ms(range_start))
+            span = merge_tallies(piece for piece in pieces if piece.hour_ms >= epoch_ms(range_start))
             in_range = {text: count for text, (count, _, _) in span.items()}
         tallies = []
         for text in sorted(merged, key=json.loads):  # a composite aggregation's order: parent, child
@@ -80,51 +83,24 @@ class SummarisedRareChildSource(SummarisedCounting):
         return tallies, paths, sum(piece.events for piece in pieces) + outside_events
 
 
-class _PairKeys(dict[tuple[Any, Any], str]):
-    """The stored key of each bucket's (parent, child), written once per pair (buckets are per host)."""
+def _pair_key(tally: PairTally) -> str:
+    return json.dumps([tally.parent, tally.child], separators=(",", ":"), ensure_ascii=False)
 
-    def of(self, bucket_key: Mapping[str, Any]) -> str:
-        pair = (bucket_key["p"], bucket_key["c"])
-        text = self.get(pair)
-        if text is None:
-            text = self[pair] = json.dumps(list(pair), separators=(",", ":"), ensure_ascii=False)
-        return text
+
+def _tallies(buckets: Iterable[Mapping[str, Any]]) -> list[PairTally]:
+    """(parent, child, host) buckets folded per stored pair, as the raw path folds them."""
+    return tally_groups(group_count(bucket) for bucket in buckets)
 
 
 def _summary(hour_ms: int, events: int, buckets: Iterable[Mapping[str, Any]]) -> HourSummary:
     """An hour's (parent, child, host) buckets folded per pair: count, earliest event, hosts."""
-    pairs: dict[str, list[Any]] = {}
-    keys = _PairKeys()
-    for bucket in buckets:
-        text = keys.of(bucket["key"])
-        count, first = int(bucket["doc_count"]), int(bucket["first"]["value"])
-        pair = pairs.get(text)
-        if pair is None:
-            pair = pairs[text] = [0, first, set()]
-        pair[0] += count
-        pair[1] = min(pair[1], first)
-        host = bucket["key"].get("h")
-        if host is not None and count:
-            pair[2].add(str(host))
+    tallies = _tallies(buckets)
     return HourSummary(
         hour_ms,
         events,
         0,
-        tuple(pairs),
-        tuple(count for count, _, _ in pairs.values()),
-        firsts=tuple(first for _, first, _ in pairs.values()),
-        **host_columns([hosts for _, _, hosts in pairs.values()]),
+        tuple(_pair_key(tally) for tally in tallies),
+        tuple(tally.count for tally in tallies),
+        firsts=tuple(tally.first_ms or 0 for tally in tallies),
+        **host_columns([tally.hosts for tally in tallies]),
     )
-
-
-def _pair_counts(buckets: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    keys = _PairKeys()
-    for bucket in buckets:
-        text = keys.of(bucket["key"])
-        counts[text] = counts.get(text, 0) + int(bucket["doc_count"])
-    return counts
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)

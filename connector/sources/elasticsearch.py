@@ -40,7 +40,7 @@ from connector.model.terms import Entry, Pair, PairCounts, entries_of_event
 from connector.settings import DEFAULT_COMPOSITE_PAGE_SIZE
 from connector.sources.scope import IndexScope
 from connector.sources.shards import unavailable_shards
-from connector.timerange import isoformat_z
+from connector.timerange import epoch_ms, isoformat_z
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +321,7 @@ class ElasticsearchSource:
         total = int(responses[0]["hits"]["total"]["value"])
         if single:
             span_total = int(responses[1]["hits"]["total"]["value"])
-            return total, {_epoch_ms(range_start): span_total} if span_total else {}
+            return total, {epoch_ms(range_start): span_total} if span_total else {}
         buckets = responses[1].get("aggregations", {}).get("hours", {}).get("buckets", [])
         return total, {int(bucket["key"]): int(bucket["doc_count"]) for bucket in buckets}
 
@@ -362,7 +362,7 @@ class ElasticsearchSource:
         query = self.event_time_query(use_case, start, end)
         if _one_hour(start, end):  # the scheduled case: the aggregation of a call without a baseline
             buckets, events = self.composite_buckets(use_case, sources, sub_aggs, query=query)
-            hour = _epoch_ms(start)
+            hour = epoch_ms(start)
             return ({hour: events} if events else {}), ({hour: buckets} if buckets else {})
         timestamp = self.resolve_fields(use_case).timestamp
         hour_sources = [{"hour": {"date_histogram": {"field": timestamp, "fixed_interval": "1h"}}}, *sources]
@@ -402,9 +402,11 @@ class ElasticsearchSource:
         self, use_case: UseCase, runs: Sequence[tuple[datetime, datetime]]
     ) -> tuple[list[KeyCount], int]:
         """Pair counts of the events in ``runs`` (:meth:`runs_query`) together, with their number."""
-        query = self.runs_query(use_case, runs)
-        pages = _CompositePages(self, use_case, self.pair_sources(use_case), {}, query=query)
-        return [self.key_count(use_case, bucket) for bucket in pages], pages.events
+        return self._key_counts(use_case, self.runs_query(use_case, runs))
+
+    def _key_counts(self, use_case: UseCase, query: Mapping[str, Any]) -> tuple[list[KeyCount], int]:
+        buckets, events = self.composite_buckets(use_case, self.pair_sources(use_case), query=query)
+        return [self.key_count(use_case, bucket) for bucket in buckets], events
 
     def outside_query(
         self, use_case: UseCase | RareChildUseCase, start: datetime, end: datetime
@@ -424,10 +426,7 @@ class ElasticsearchSource:
         """Pair counts of the events outside ``[start, end)`` (:meth:`outside_query`), with their number."""
         if self.ingest_time_field is None:
             return [], 0
-        query = self.outside_query(use_case, start, end)
-        pages = _CompositePages(self, use_case, self.pair_sources(use_case), {}, query=query)
-        found = [self.key_count(use_case, bucket) for bucket in pages]
-        return found, pages.events
+        return self._key_counts(use_case, self.outside_query(use_case, start, end))
 
     # -- the rarechild model ------------------------------------------------------------------
 
@@ -449,23 +448,9 @@ class ElasticsearchSource:
         :param range_start: with a baseline, where the evaluated range begins: each group says how many
             of its events lie in the range and when it was first seen; paths count in-range events only
         """
-        groups: list[GroupCount] = []
         (host_sources, host_aggs, _), _ = self.rarechild_aggregations(use_case, range_start)
         pages = self._composite_pages(use_case, host_sources, host_aggs)
-        for bucket in pages:
-            key = bucket["key"]
-            count = bucket["doc_count"]
-            first = bucket.get("first", {}).get("value")
-            groups.append(
-                GroupCount(
-                    parent=str(key["p"]),
-                    child=str(key["c"]),
-                    host=None if key.get("h") is None else str(key["h"]),
-                    count=count,
-                    in_range=bucket["in_range"]["doc_count"] if "in_range" in bucket else count,
-                    first_ms=None if first is None else int(first),
-                )
-            )
+        groups = [group_count(bucket) for bucket in pages]
         return groups, self.rarechild_paths(use_case, range_start), pages.events
 
     def rarechild_paths(
@@ -1120,13 +1105,24 @@ def elasticsearch_reason(error: ApiError) -> str:
     return reason
 
 
-def _epoch_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+def group_count(bucket: Mapping[str, Any]) -> GroupCount:
+    """A (parent ``p``, child ``c``, host ``h``) composite bucket as the rarechild model's group; its
+    ``in_range`` and ``first`` sub-aggregations when asked for (else all its events are in range)."""
+    key, count = bucket["key"], bucket["doc_count"]
+    first = bucket.get("first", {}).get("value")
+    return GroupCount(
+        parent=str(key["p"]),
+        child=str(key["c"]),
+        host=None if key.get("h") is None else str(key["h"]),
+        count=count,
+        in_range=bucket["in_range"]["doc_count"] if "in_range" in bucket else count,
+        first_ms=None if first is None else int(first),
+    )
 
 
 def _one_hour(start: datetime, end: datetime) -> bool:
     """Whether ``[start, end)`` is exactly one UTC hour, from its start."""
-    return _epoch_ms(start) % 3_600_000 == 0 and _epoch_ms(end) - _epoch_ms(start) == 3_600_000
+    return epoch_ms(start) % 3_600_000 == 0 and epoch_ms(end) - epoch_ms(start) == 3_600_000
 
 
 def _joined(values: tuple[Any, ...]) -> str:
