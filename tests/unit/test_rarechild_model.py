@@ -312,11 +312,10 @@ def test_groups_fold_per_stored_pair_in_order_with_their_hosts_and_earliest_even
         PairTally("WINWORD.EXE", "cmd.exe", 6, 4, 300, frozenset({"A", "B"})),
         PairTally("explorer.exe", "chrome.exe", 5, 0, None, frozenset({"A"})),
     ]
-    assert Population.from_tallies(folded, (), KNOWLEDGE) == population(
-        [
-            GroupCount("WINWORD.EXE", "cmd.exe", "A", 2, 1, 500),
-            GroupCount("WINWORD.EXE", "cmd.exe", None, 1, 0, 300),
-            GroupCount("WINWORD.EXE", "cmd.exe", "B", 3, 3, None),
-            GroupCount("explorer.exe", "chrome.exe", "A", 5, 0, None),
-        ]
-    )
+    # Folded to lower-case names: counts, the events before the range, first event, hosts, raw names.
+    folded_population = Population.from_tallies(folded, (), KNOWLEDGE)
+    word = folded_population.pairs[("winword.exe", "cmd.exe")]
+    assert (word.count, word.in_range, word.before, word.first_ms, word.hosts) == (6, 4, 2, 300, {"A", "B"})
+    assert word.raw == {("WINWORD.EXE", "cmd.exe")}
+    assert folded_population.hosts == frozenset({"A", "B"}) and folded_population.events == 11
+    assert folded_population.parent_counts == {"winword.exe": 6, "explorer.exe": 5}
