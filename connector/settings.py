@@ -51,6 +51,12 @@ ES_RETRY_ON_STATUS = (502, 503)
 # With CONNECTOR_ES_SNIFF the client asks the cluster for its nodes at most this often (before a request),
 # and again whenever a node fails.
 ES_SNIFF_INTERVAL_SECONDS = 60.0
+# Open connections a worker's client keeps per node (the client's own default, made explicit). A request
+# beyond them waits for a free one, without a timeout: the readiness probe has its own client for that
+# reason (:meth:`ElasticsearchConnection.probe_client`).
+ES_CONNECTIONS_PER_NODE = 10
+# The readiness probe's own pool: probes are few and each waits at most half a second.
+PROBE_CONNECTIONS_PER_NODE = 4
 # Composite aggregation page (CONNECTOR_ES_COMPOSITE_PAGE_SIZE): big pages, because each page re-runs the
 # query. The default is also the largest allowed; smaller pages only make a detection send more requests.
 DEFAULT_COMPOSITE_PAGE_SIZE = 10_000
@@ -280,6 +286,13 @@ class Settings:
 
     def es_client(self) -> Elasticsearch:
         """A new Elasticsearch 8.x client for these settings (see :meth:`ElasticsearchConnection.client`)."""
+        return self._es_connection().client()
+
+    def es_probe_client(self) -> Elasticsearch:
+        """The readiness probe's client (see :meth:`ElasticsearchConnection.probe_client`)."""
+        return self._es_connection().probe_client()
+
+    def _es_connection(self) -> ElasticsearchConnection:
         return ElasticsearchConnection(
             urls=self.es_urls,
             api_key=self.es_api_key,
@@ -289,7 +302,7 @@ class Settings:
             verify_certs=self.es_verify_certs,
             timeout_seconds=self.es_timeout_seconds,
             sniff=self.es_sniff,
-        ).client()
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -373,10 +386,6 @@ class ElasticsearchConnection:
         explicitly (see :data:`ES_RETRY_ON_STATUS`): a timed-out request is never sent again, so one
         request waits at most about ``timeout_seconds``.
         """
-        from elasticsearch import Elasticsearch
-
-        from connector.sources.shards import ShardAwareNode
-
         sniffing: dict[str, object] = {}
         if self.sniff:
             sniffing = {
@@ -384,6 +393,27 @@ class ElasticsearchConnection:
                 "min_delay_between_sniffing": ES_SNIFF_INTERVAL_SECONDS,  # also sniffs before requests
                 "sniff_timeout": self.timeout_seconds,
             }
+        return self._build(
+            connections_per_node=ES_CONNECTIONS_PER_NODE,
+            max_retries=ES_MAX_RETRIES,
+            retry_on_status=ES_RETRY_ON_STATUS,
+            **sniffing,
+        )
+
+    def probe_client(self) -> Elasticsearch:
+        """A client for the readiness probe only: same nodes, credentials and TLS, its own small pool.
+
+        The detection client's pool blocks a request until a connection is free; with every one of them
+        waiting on a frozen node, a probe sharing it would wait too, instead of answering "not ready" fast.
+        No retries and no sniffing: the probe must answer within its own short timeout.
+        """
+        return self._build(connections_per_node=PROBE_CONNECTIONS_PER_NODE, max_retries=0)
+
+    def _build(self, **transport: object) -> Elasticsearch:
+        from elasticsearch import Elasticsearch
+
+        from connector.sources.shards import ShardAwareNode
+
         tls: dict[str, object] = {}
         if self.urls[0].lower().startswith("https://"):
             tls = {"verify_certs": self.verify_certs}
@@ -398,10 +428,8 @@ class ElasticsearchConnection:
             api_key=self.api_key.reveal() if self.api_key is not None else None,
             basic_auth=basic_auth,
             request_timeout=self.timeout_seconds,
-            max_retries=ES_MAX_RETRIES,
             retry_on_timeout=False,
-            retry_on_status=ES_RETRY_ON_STATUS,
-            **sniffing,  # type: ignore[arg-type]
+            **transport,  # type: ignore[arg-type]
             **tls,  # type: ignore[arg-type]
         )
 

@@ -258,7 +258,7 @@ def healthz() -> Response:
 def readyz() -> tuple[Response, int]:
     """Ready when Elasticsearch answers our credentials and use cases are loaded; reveals nothing else."""
     state = service_state()
-    elasticsearch = check_elasticsearch(state.es_client)
+    elasticsearch = check_elasticsearch(state.probe_client)
     state.readiness.observe(elasticsearch, es_url=", ".join(state.settings.es_urls))
     use_cases = len(state.catalog.use_cases)
     ready = elasticsearch is ElasticsearchCheck.OK and use_cases > 0

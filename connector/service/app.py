@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings=settings,
         catalog=catalog,
         es_client=settings.es_client(),
+        probe_client=settings.es_probe_client(),
         schemas=schemas,
         authenticator=authenticator,
         openapi=build_openapi(schemas.documents),
@@ -89,7 +90,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(service)
     app.register_blueprint(api)
     register_error_handlers(app, challenge=authenticator.challenge, max_body_bytes=settings.max_body_bytes)
-    state.readiness.observe(check_elasticsearch(state.es_client), es_url=", ".join(settings.es_urls))
+    state.readiness.observe(check_elasticsearch(state.probe_client), es_url=", ".join(settings.es_urls))
     return app
 
 

@@ -22,6 +22,8 @@ class ServiceState:
     settings: Settings
     catalog: UseCaseCatalog
     es_client: Elasticsearch
+    #: /readyz's own client, so a probe never waits for one of the detections' pooled connections.
+    probe_client: Elasticsearch
     schemas: SchemaSet
     authenticator: Authenticator
     openapi: Mapping[str, Any]

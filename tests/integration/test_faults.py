@@ -44,6 +44,7 @@ from connector.engine import detect_file_result
 from connector.model.outlier import Outlier
 from connector.results import results_document_id, results_index_template
 from connector.service.readiness import PROBE_TIMEOUT_SECONDS
+from connector.settings import ES_CONNECTIONS_PER_NODE
 from scripts import es_node
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -782,3 +783,36 @@ def test_probes_answer_within_a_second_with_the_node_frozen_every_worker_busy_an
         finally:
             slow.close()
     print(f"{busy} workers busy; slow connections closed by the service and reopened: {slow.reopened}")
+
+
+def test_readyz_answers_while_every_pooled_connection_waits_on_the_frozen_node(
+    running_node: FaultNode,
+    events_index: str,
+    results_index: str,
+    service_credentials: ServiceCredentials,
+    tmp_path: Path,
+) -> None:
+    """One worker with more detections waiting on the frozen node than its client keeps connections
+    (ES_CONNECTIONS_PER_NODE): /readyz still asks Elasticsearch, over a connection of its own, and answers
+    503 within its timeout and a second instead of queueing behind the detections for a free connection."""
+    body = {"range": SAMPLE_RANGE, "index": events_index, "dry_run": True}
+    waiting = ES_CONNECTIONS_PER_NODE + 2
+    with fault_service(
+        tmp_path,
+        running_node,
+        results_index,
+        service_credentials,
+        workers=1,
+        CONNECTOR_ES_TIMEOUT_SECONDS="20",
+    ) as service:
+        assert detect(service, body).status == 200  # warm: field caps and connections made
+        with running_node.paused(), ThreadPoolExecutor(max_workers=waiting) as pool:
+            in_flight = [pool.submit(detect, service, body) for _ in range(waiting)]
+            wait_until(lambda: len(_detecting_workers(service)) >= waiting, "the detections starting")
+            assert not any(call.done() for call in in_flight)
+            statuses = [probe(service, "/readyz", service.bearer, wait_s=READINESS_WAIT_S) for _ in range(3)]
+            assert statuses == [503] * 3
+            running_node.node.resume()
+            results = [call.result(timeout=DETECT_WAIT_S) for call in in_flight]
+        assert all(result.status in (200, 504) for result in results), [r.body[:200] for r in results]
+        assert probe(service, "/readyz", service.bearer, wait_s=READINESS_WAIT_S) == 200

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from connector.errors import ConfigError
-from connector.settings import Secret, Settings
+from connector.settings import ES_CONNECTIONS_PER_NODE, PROBE_CONNECTIONS_PER_NODE, Secret, Settings
 
 TOKEN = "tok-0123456789abcdef"
 OTHER_TOKEN = "tok-fedcba9876543210"
@@ -355,3 +355,33 @@ def test_checkpoint_and_summary_indices_stay_outside_the_results_pattern(variabl
     defaults = Settings.from_env(_env())
     assert not defaults.checkpoint_index.startswith(defaults.results_index)
     assert not defaults.summary_index.startswith(defaults.results_index)
+
+
+def test_the_readiness_probe_has_its_own_small_pool_without_retries_or_sniffing():
+    """The probe's client reaches the same nodes with the same credentials and TLS, but over a pool of its
+    own (the detection client's pool blocks while its connections are busy), with no retries and no
+    sniffing even when CONNECTOR_ES_SNIFF is on: it must answer within its own short timeout."""
+    settings = Settings.from_env(
+        _env(
+            CONNECTOR_ES_URL="https://es1:9200,https://es2:9200",
+            CONNECTOR_ES_API_KEY="ZXhhbXBsZTprZXk=",
+            CONNECTOR_ES_SNIFF="true",
+        )
+    )
+    detections, probe = settings.es_client(), settings.es_probe_client()
+    try:
+        detection_nodes = detections.transport.node_pool.all()
+        probe_nodes = probe.transport.node_pool.all()
+        assert sorted(node.config.host for node in probe_nodes) == ["es1", "es2"]
+        assert {node.config.connections_per_node for node in detection_nodes} == {ES_CONNECTIONS_PER_NODE}
+        assert {node.config.connections_per_node for node in probe_nodes} == {PROBE_CONNECTIONS_PER_NODE}
+        assert not {id(node.pool) for node in probe_nodes} & {id(node.pool) for node in detection_nodes}
+        assert all(node.config.verify_certs is True for node in probe_nodes)
+        assert probe._headers["authorization"] == "ApiKey ZXhhbXBsZTprZXk="
+        assert (probe._max_retries, probe._retry_on_timeout) == (0, False)
+        assert probe.transport._sniff_on_node_failure is False
+        assert probe.transport._sniff_before_requests is False
+        assert detections.transport._sniff_on_node_failure is True
+    finally:
+        detections.close()
+        probe.close()
